@@ -1,0 +1,276 @@
+//! Configuration: one TOML file, every key optional with a default that works out of the box.
+//! `docs/configuration.md` documents each key; `deploy/selfprov.toml` is a commented sample.
+//!
+//! Unknown keys are refused (a typo must not be silently ignored) and every error names the key.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub rtp: RtpConfig,
+    pub ivr: IvrConfig,
+    pub store: StoreConfig,
+    pub langpacks: LangpackConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Address for both UDP and TCP. Port 0 picks a free port (tests use this).
+    pub listen: SocketAddr,
+    /// Address put in Contact, Via and SDP when the listen address is a wildcard or behind NAT.
+    pub public_address: Option<IpAddr>,
+    /// User-Agent / Server header value.
+    pub user_agent: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: "0.0.0.0:5060".parse().unwrap(),
+            public_address: None,
+            user_agent: format!("selfprov/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpConfig {
+    pub port_min: u16,
+    pub port_max: u16,
+    /// A call whose caller sends no RTP for this long is hung up.
+    pub inactivity_timeout_ms: u64,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig { port_min: 10000, port_max: 20000, inactivity_timeout_ms: 30_000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// The ID alone binds the phone.
+    NonSecure,
+    /// The ID, then the user's PIN.
+    SecureUsers,
+    /// The ID, then the user's PIN or the administrator's authentication code.
+    SecureUsersAndAdmins,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::NonSecure => "non-secure",
+            AuthMode::SecureUsers => "secure-users",
+            AuthMode::SecureUsersAndAdmins => "secure-users-and-admins",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IvrConfig {
+    /// Request-URI user parts answered as the IVR.
+    pub extensions: Vec<String>,
+    pub auth_mode: AuthMode,
+    /// The administrator's authentication code: 0 to 20 digits, or an argon2 PHC hash of them
+    /// (`$argon2id$...`, as printed by `selfprov secret hash`). Empty: no admin code.
+    pub admin_auth_code: String,
+    pub first_digit_timeout_ms: u64,
+    pub inter_digit_timeout_ms: u64,
+    pub max_attempts: u32,
+    /// Language pack used for prompts.
+    pub language: String,
+}
+
+impl Default for IvrConfig {
+    fn default() -> Self {
+        IvrConfig {
+            extensions: vec!["8000".into()],
+            auth_mode: AuthMode::SecureUsers,
+            admin_auth_code: String::new(),
+            first_digit_timeout_ms: 10_000,
+            inter_digit_timeout_ms: 5_000,
+            max_attempts: 3,
+            language: "en-US".into(),
+        }
+    }
+}
+
+impl IvrConfig {
+    pub fn first_digit_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_digit_timeout_ms)
+    }
+    pub fn inter_digit_timeout(&self) -> Duration {
+        Duration::from_millis(self.inter_digit_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (created on first start) or `postgres://...`.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: "sqlite://selfprov-data/selfprov.db".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LangpackConfig {
+    /// Folder holding `<language tag>/` packs.
+    pub dir: PathBuf,
+    /// The prompt catalogue (prompt IDs and English texts).
+    pub catalogue: PathBuf,
+}
+
+impl Default for LangpackConfig {
+    fn default() -> Self {
+        LangpackConfig { dir: default_data_path("lang-packs"), catalogue: default_data_path("prompts/catalogue.toml") }
+    }
+}
+
+/// Shipped data (prompts, packs) is found next to the working directory when run from a checkout,
+/// else under `/usr/share/selfprov` (the layout `deploy/` installs).
+fn default_data_path(rel: &str) -> PathBuf {
+    let local = PathBuf::from(rel);
+    if local.exists() {
+        return local;
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    if manifest.exists() {
+        return manifest;
+    }
+    Path::new("/usr/share/selfprov").join(rel)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter directive, overridden by `RUST_LOG`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// A configuration error that names the key and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads `path`, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
+                Config::from_toml(&text).map_err(|e| match e {
+                    ConfigError::Parse { message, .. } => ConfigError::Parse { path: p.into(), message },
+                    other => other,
+                })?
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.rtp.port_min == 0 || self.rtp.port_min > self.rtp.port_max {
+            return invalid(
+                "rtp.port_min",
+                format!("must be between 1 and rtp.port_max ({}); got {}", self.rtp.port_max, self.rtp.port_min),
+            );
+        }
+        if self.ivr.extensions.is_empty() {
+            return invalid("ivr.extensions", "give at least one extension, e.g. [\"8000\"]".into());
+        }
+        if let Some(bad) = self.ivr.extensions.iter().find(|e| e.is_empty() || e.contains(['@', ' ', ';'])) {
+            return invalid("ivr.extensions", format!("{bad:?} is not a valid user part"));
+        }
+        let code = &self.ivr.admin_auth_code;
+        if !code.starts_with("$argon2") && (code.len() > 20 || !code.bytes().all(|b| b.is_ascii_digit())) {
+            return invalid("ivr.admin_auth_code", "must be 0 to 20 digits, or an argon2 hash from `selfprov secret hash`".into());
+        }
+        if self.ivr.auth_mode == AuthMode::SecureUsersAndAdmins && code.is_empty() {
+            return invalid("ivr.admin_auth_code", "auth_mode secure-users-and-admins needs an admin code".into());
+        }
+        if self.ivr.first_digit_timeout_ms == 0 || self.ivr.inter_digit_timeout_ms == 0 {
+            return invalid("ivr.first_digit_timeout_ms", "digit timeouts must be above 0".into());
+        }
+        if self.ivr.max_attempts == 0 {
+            return invalid("ivr.max_attempts", "must be at least 1".into());
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://")) {
+            return invalid("store.url", format!("{:?}: use sqlite://PATH or postgres://...", self.store.url));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return invalid("log.format", format!("{:?}: use \"text\" or \"json\"", self.log.format));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.sip.listen.port(), 5060);
+        assert_eq!(c.ivr.extensions, vec!["8000"]);
+        assert_eq!(c.ivr.auth_mode, AuthMode::SecureUsers);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let e = Config::from_toml("[ivr]\nextensionz = [\"1\"]\n").unwrap_err().to_string();
+        assert!(e.contains("extensionz"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let c = Config::from_toml("[ivr]\nadmin_auth_code = \"12ab\"\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("ivr.admin_auth_code"), "{e}");
+        let c = Config::from_toml("[rtp]\nport_min = 3000\nport_max = 2000\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("rtp.port_min"));
+    }
+
+    #[test]
+    fn auth_mode_names() {
+        let c = Config::from_toml("[ivr]\nauth_mode = \"non-secure\"\n").unwrap();
+        assert_eq!(c.ivr.auth_mode, AuthMode::NonSecure);
+    }
+}
