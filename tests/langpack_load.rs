@@ -543,3 +543,38 @@ fn too_long_recording_is_refused() {
     let err = PromptSet::load(dir.path(), &cat).unwrap_err();
     assert!(err.to_string().contains("longer than"), "{err}");
 }
+
+#[test]
+fn truncated_recordings_are_refused() {
+    for (ext, opts) in [
+        ("wav", &[][..]),
+        ("flac", &[][..]),
+        ("mp3", &["-C", "128"][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.wav");
+        write_wav(&src, 16_000, &[tone(1000.0, 16_000, 1.0, 0.5)]);
+        let out = dir.path().join(format!("beep.{ext}"));
+        let mut args = vec![src.to_str().unwrap()];
+        args.extend_from_slice(opts);
+        args.push(out.to_str().unwrap());
+        sox(&args);
+        std::fs::remove_file(&src).unwrap();
+        let full = std::fs::read(&out).unwrap();
+        // Cut in the middle of the audio data (well past any header).
+        std::fs::write(&out, &full[..full.len() * 2 / 3 + 1]).unwrap();
+        match load_single(dir.path(), &format!("beep.{ext}")) {
+            Err(e) => assert!(
+                e.to_string().contains(&out.display().to_string()),
+                "{ext}: {e}"
+            ),
+            // Formats without a declared length (MP3 without a Xing/LAME frame count) cannot
+            // tell a cut file from a short one; they must at least not invent audio.
+            Ok(set) => {
+                let d = set.get("beep").unwrap().duration().as_secs_f64();
+                assert!(d < 0.8, "{ext}: truncated file decoded to {d} s");
+                println!("{ext}: truncation not detectable, decoded {d:.3} s");
+            }
+        }
+    }
+}

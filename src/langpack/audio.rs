@@ -45,7 +45,12 @@ pub struct DecodedAudio {
 
 /// Decodes a recording file. The file extension is only a hint; the content decides.
 pub fn decode_file(path: &Path) -> Result<DecodedAudio, LangpackError> {
-    decode_file_inner(path).map_err(|reason| LangpackError::Audio {
+    // A decoder bug triggered by a malformed file must become an error naming that file, not
+    // abort start-up with a backtrace into symphonia. Nothing is shared with the closure except
+    // the path, so no broken state can leak out of an unwind.
+    let result = std::panic::catch_unwind(|| decode_file_inner(path))
+        .unwrap_or_else(|_| Err("the decoder failed on it (malformed file)".into()));
+    result.map_err(|reason| LangpackError::Audio {
         path: path.to_path_buf(),
         reason,
     })
@@ -93,9 +98,10 @@ fn decode_file_inner(path: &Path) -> Result<DecodedAudio, String> {
             Err(SymphoniaError::ResetRequired) => {
                 return Err("it contains chained streams; export a single stream".into())
             }
-            // Some containers report the end of a truncated file as an I/O error.
+            // Symphonia 0.6 signals a clean end with `Ok(None)`; running out of bytes inside a
+            // packet means the file was cut short, and a cut-off prompt must not ship.
             Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break
+                return Err("it is truncated (the file ends inside the audio data)".into())
             }
             Err(e) => return Err(format!("cannot read it ({e})")),
         };
