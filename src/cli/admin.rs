@@ -1,24 +1,335 @@
-//! Admin subcommands: users, devices, secrets. Each opens the store named by the config.
+//! Admin subcommands: users, devices, secrets. Each opens the store named by the config (the
+//! same store a running server uses; SQLite in WAL mode lets both work at once).
+//!
+//! Output: a plain table for people, or `--json` (stable field names, RFC 3339 times) for
+//! scripts. Errors say what went wrong and which flag to change. PINs and hashes are never
+//! printed, except the hash `secret hash` exists to print.
 
 use super::UserAddArgs;
 use crate::config::Config;
+use crate::provisioning::secret::{hash_secret, validate_pin, MAX_SECRET_DIGITS};
+use crate::store::{format_time, Device, NewUser, Store, StoreError, User};
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal, Read, Write};
 
-pub async fn user_add(_config: &Config, _args: &UserAddArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+async fn open(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.store.url).await?)
 }
 
-pub async fn user_list(_config: &Config, _json: bool) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub async fn user_add(config: &Config, args: &UserAddArgs) -> anyhow::Result<()> {
+    if args.extension.is_empty() || !args.extension.bytes().all(|b| b.is_ascii_digit()) {
+        bail!(
+            "--extension {:?} must be digits only (the number line 1 of the phone will get)",
+            args.extension
+        );
+    }
+    if let Some(sp) = &args.self_provisioning_id {
+        if sp.is_empty() || !sp.bytes().all(|b| b.is_ascii_digit()) {
+            bail!(
+                "--self-provisioning-id {sp:?} must be digits only (callers type it on the keypad)"
+            );
+        }
+    }
+    let pin = match args.pin.as_deref() {
+        None => None,
+        // `--pin -` reads the PIN from standard input, keeping it out of shell history and `ps`.
+        Some("-") => Some(read_secret_line("PIN")?),
+        Some(p) => Some(p.to_string()),
+    };
+    let pin_hash = match pin {
+        None => None,
+        Some(pin) => {
+            validate_pin(&pin)
+                .map_err(|e| anyhow!("--pin: {e} (1 to {MAX_SECRET_DIGITS} digits)"))?;
+            // argon2 is deliberately slow: keep it off the async worker.
+            let hash = tokio::task::spawn_blocking(move || hash_secret(&pin))
+                .await
+                .context("hashing the PIN")??;
+            Some(hash)
+        }
+    };
+    let store = open(config).await?;
+    let new = NewUser {
+        user_id: args.user_id.clone(),
+        selfprov_id: args.self_provisioning_id.clone(),
+        first_name: args.first_name.clone(),
+        last_name: args.last_name.clone(),
+        extension: args.extension.clone(),
+        pin_hash,
+        selfprov_enabled: !args.disabled,
+    };
+    let result = store.add_user(new).await;
+    store.close().await;
+    let user = result.map_err(cli_error)?;
+    println!(
+        "added user {} (extension {}{}{}{})",
+        user.user_id,
+        user.extension,
+        user.selfprov_id
+            .as_deref()
+            .map(|s| format!(", self-provisioning ID {s}"))
+            .unwrap_or_default(),
+        if user.pin_hash.is_some() {
+            ", with PIN"
+        } else {
+            ", no PIN"
+        },
+        if user.selfprov_enabled {
+            ""
+        } else {
+            ", self-provisioning disabled"
+        },
+    );
+    Ok(())
 }
 
-pub async fn user_remove(_config: &Config, _user_id: &str) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Rewords store conflicts in terms of the command's flags.
+fn cli_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::UserExists(u) => {
+            anyhow!("user {u} already exists: use a different --user-id or remove it first (selfprov user remove {u})")
+        }
+        StoreError::ExtensionTaken { extension, user } => anyhow!(
+            "extension {extension} is already the primary extension of user {user}: use a different --extension"
+        ),
+        StoreError::SelfProvIdTaken { selfprov_id, user } => anyhow!(
+            "self-provisioning ID {selfprov_id} is already used by user {user}: use a different --self-provisioning-id"
+        ),
+        StoreError::AmbiguousId { value, field, user } => anyhow!(
+            "{value} is already the {field} of user {user}: callers typing it would be ambiguous; \
+             use a different --user-id / --self-provisioning-id"
+        ),
+        other => other.into(),
+    }
 }
 
-pub async fn device_list(_config: &Config, _json: bool) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub async fn user_list(config: &Config, json: bool) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let users = store.list_users().await;
+    store.close().await;
+    let users = users?;
+    if json {
+        let list: Vec<Value> = users.iter().map(user_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if users.is_empty() {
+        println!("no users (add one with: selfprov user add --user-id ID --extension NUMBER --pin DIGITS)");
+        return Ok(());
+    }
+    let rows = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.user_id.clone(),
+                u.selfprov_id.clone().unwrap_or_else(|| "-".into()),
+                u.extension.clone(),
+                full_name(u),
+                yes_no(u.pin_hash.is_some()),
+                yes_no(u.selfprov_enabled),
+                format_time(u.created_at),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "USER ID",
+            "SELFPROV ID",
+            "EXTENSION",
+            "NAME",
+            "PIN",
+            "ENABLED",
+            "CREATED",
+        ],
+        rows,
+    );
+    Ok(())
 }
 
+/// The JSON shape of `user list --json`. Never the PIN hash.
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "user_id": u.user_id,
+        "selfprov_id": u.selfprov_id,
+        "first_name": u.first_name,
+        "last_name": u.last_name,
+        "extension": u.extension,
+        "has_pin": u.pin_hash.is_some(),
+        "selfprov_enabled": u.selfprov_enabled,
+        "created_at": format_time(u.created_at),
+    })
+}
+
+pub async fn user_remove(config: &Config, user_id: &str) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let removed = store.remove_user(user_id).await;
+    store.close().await;
+    if !removed? {
+        bail!("no user {user_id}: check the user ID (selfprov user list shows them)");
+    }
+    println!("removed user {user_id}; any phones bound to them are back in autoprov");
+    Ok(())
+}
+
+pub async fn device_list(config: &Config, json: bool) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let devices = store.list_devices().await;
+    store.close().await;
+    let devices = devices?;
+    if json {
+        let list: Vec<Value> = devices.iter().map(device_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if devices.is_empty() {
+        println!("no devices yet (a phone appears here once it has called the IVR and been bound)");
+        return Ok(());
+    }
+    let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let rows = devices
+        .iter()
+        .map(|d| {
+            let lines = d
+                .lines
+                .iter()
+                .map(|l| format!("{}:{}", l.position, l.number))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                d.id.to_string(),
+                dash(&d.mac),
+                dash(&d.device_name),
+                dash(&d.vendor),
+                dash(&d.model),
+                dash(&d.firmware),
+                d.sip_identity.clone(),
+                dash(&d.owner),
+                d.state.to_string(),
+                if lines.is_empty() { "-".into() } else { lines },
+                format_time(d.last_seen),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "MAC",
+            "NAME",
+            "VENDOR",
+            "MODEL",
+            "FIRMWARE",
+            "SIP IDENTITY",
+            "OWNER",
+            "STATE",
+            "LINES",
+            "LAST SEEN",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+/// The JSON shape of `device list --json`.
+pub fn device_json(d: &Device) -> Value {
+    json!({
+        "id": d.id,
+        "mac": d.mac,
+        "device_name": d.device_name,
+        "vendor": d.vendor,
+        "model": d.model,
+        "firmware": d.firmware,
+        "user_agent": d.user_agent,
+        "sip_identity": d.sip_identity,
+        "owner": d.owner,
+        "state": d.state.as_str(),
+        "lines": d.lines.iter().map(|l| json!({"position": l.position, "number": l.number})).collect::<Vec<_>>(),
+        "created_at": format_time(d.created_at),
+        "last_seen": format_time(d.last_seen),
+    })
+}
+
+/// `selfprov secret hash`: digits on standard input, the argon2id PHC string on standard output.
 pub fn secret_hash() -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+    let mut input = String::new();
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("digits to hash (PIN or admin code), then Enter: ");
+        let _ = std::io::stderr().flush();
+        stdin
+            .lock()
+            .read_line(&mut input)
+            .context("reading standard input")?;
+    } else {
+        stdin
+            .lock()
+            .take(4096)
+            .read_to_string(&mut input)
+            .context("reading standard input")?;
+    }
+    let digits = input.trim();
+    if digits.is_empty() {
+        bail!("no digits on standard input: try `echo 123456 | selfprov secret hash`");
+    }
+    validate_pin(digits)
+        .map_err(|e| anyhow!("{e}: give 1 to {MAX_SECRET_DIGITS} digits on standard input"))?;
+    println!("{}", hash_secret(digits)?);
+    Ok(())
+}
+
+/// One line from standard input (prompted when it is a terminal), trimmed.
+fn read_secret_line(what: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("{what}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .take(4096)
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from standard input"))?;
+    Ok(line.trim().to_string())
+}
+
+fn full_name(u: &User) -> String {
+    let name = format!("{} {}", u.first_name, u.last_name)
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "-".into()
+    } else {
+        name
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+/// Left-aligned columns separated by two spaces.
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for row in &rows {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
 }

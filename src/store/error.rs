@@ -1,0 +1,161 @@
+//! Store errors: each says what went wrong and what to do about it, and none carries a secret.
+
+/// An error from the store. [`StoreError::is_conflict`] tells the "409" cases (the request
+/// clashes with what is stored) from failures of the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "store URL {0:?} is not supported: use sqlite://PATH or postgres://USER@HOST/DATABASE"
+    )]
+    UnsupportedUrl(String),
+    #[error("cannot open the store {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("migrating the store schema failed: {0}")]
+    Migration(String),
+    #[error(
+        "the store's schema is at version {found}, newer than this selfprov knows (up to {supported}): \
+         upgrade selfprov or point store.url at another database"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("user {0} already exists: use a different user ID or remove the existing user first")]
+    UserExists(String),
+    #[error(
+        "self-provisioning ID {selfprov_id} is already used by user {user}: choose another one"
+    )]
+    SelfProvIdTaken { selfprov_id: String, user: String },
+    #[error("extension {extension} is already the primary extension of user {user}: choose another one or remove that user first")]
+    ExtensionTaken { extension: String, user: String },
+    #[error("{value} is already the {field} of user {user}: a caller typing it would be ambiguous; choose another value")]
+    AmbiguousId {
+        value: String,
+        field: &'static str,
+        user: String,
+    },
+    #[error("no user {0}: check the user ID (`selfprov user list` shows them)")]
+    UnknownUser(String),
+    #[error("user {0} is not allowed to self-provision a phone: add the user without --disabled")]
+    UserDisabled(String),
+    #[error("phone {device} is already bound to user {owner}: unbind it (or remove that user) before binding it to another user")]
+    AlreadyBound { device: String, owner: String },
+    #[error("the phone did not identify itself (no MAC, device name or SIP identity), so it cannot be bound")]
+    NoIdentity,
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("the store is busy (another process holds its write lock, or no connection was free): try again in a moment")]
+    Busy,
+    #[error("a concurrent change conflicted with this one ({0}): try again")]
+    Conflict(String),
+    #[error("the store holds data this selfprov cannot read: {0}")]
+    Corrupt(String),
+    #[error("store query failed: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// True for errors where the request clashes with stored data (HTTP would say 409): the
+    /// caller must change the request, retrying it unchanged will not help.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UserExists(_)
+                | StoreError::SelfProvIdTaken { .. }
+                | StoreError::ExtensionTaken { .. }
+                | StoreError::AmbiguousId { .. }
+                | StoreError::AlreadyBound { .. }
+        )
+    }
+
+    /// True when retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Busy | StoreError::Conflict(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut => StoreError::Busy,
+            sqlx::Error::Database(db) => {
+                // SQLite: SQLITE_BUSY (5) / SQLITE_LOCKED (6), possibly as extended codes whose
+                // low byte is the primary code. PostgreSQL: deadlock, lock timeout, serialization.
+                let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+                let sqlite_busy = code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
+                if sqlite_busy || matches!(code.as_str(), "40P01" | "55P03" | "40001") {
+                    StoreError::Busy
+                } else if db.is_unique_violation() {
+                    StoreError::Conflict(db.message().to_string())
+                } else {
+                    StoreError::Database(e)
+                }
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// The URL with any password replaced by `***`, for error messages and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest_start = scheme_end + 3;
+    let Some(rest) = url.get(rest_start..) else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(authority) = rest.get(..authority_end) else {
+        return url.to_string();
+    };
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let Some(userinfo) = authority.get(..at) else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!(
+            "{}{}:***{}",
+            url.get(..rest_start).unwrap_or_default(),
+            user,
+            rest.get(at..).unwrap_or_default()
+        ),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://sp:s3cr3t@db.example/selfprov"),
+            "postgres://sp:***@db.example/selfprov"
+        );
+        assert_eq!(
+            redact_url("postgres://sp@db/selfprov"),
+            "postgres://sp@db/selfprov"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/selfprov.db"),
+            "sqlite://data/selfprov.db"
+        );
+        assert_eq!(redact_url("sqlite://data/a@b.db"), "sqlite://data/a@b.db");
+        assert_eq!(redact_url("postgres://a:b:c@h"), "postgres://a:***@h");
+        assert_eq!(redact_url("weird"), "weird");
+    }
+
+    #[test]
+    fn conflict_classification() {
+        assert!(StoreError::UserExists("x".into()).is_conflict());
+        assert!(!StoreError::Busy.is_conflict());
+        assert!(StoreError::Busy.is_transient());
+        assert!(StoreError::UserExists("jdoe".into())
+            .to_string()
+            .contains("user jdoe already exists"));
+    }
+}
