@@ -23,8 +23,8 @@ fn shipped_catalogue() -> Catalogue {
     Catalogue::load(&root().join("prompts/catalogue.toml")).expect("catalogue loads")
 }
 
-/// Power of `freq` in `x` (Goertzel), normalised so a sine of amplitude A gives A²/2... times N/2;
-/// only ratios between calls on the same buffer are used.
+/// Power of `freq` in `x` (Goertzel, unnormalised): only ratios between calls on the same
+/// buffer are used.
 fn goertzel_power(x: &[f64], rate: f64, freq: f64) -> f64 {
     let w = 2.0 * PI * freq / rate;
     let coeff = 2.0 * w.cos();
