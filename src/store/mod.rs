@@ -754,14 +754,15 @@ impl Store {
     pub async fn unbind_device(&self, device_id: i64, detail: &str) -> Result<bool, StoreError> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let row: Option<(Option<String>, Option<String>, String, Option<String>)> =
-                sqlx::query_as(
-                    "SELECT d.mac, d.device_name, d.sip_identity, u.user_id FROM devices d \
+            // mac, device name, SIP identity, owner's user ID
+            type Row = (Option<String>, Option<String>, String, Option<String>);
+            let row: Option<Row> = sqlx::query_as(
+                "SELECT d.mac, d.device_name, d.sip_identity, u.user_id FROM devices d \
                  LEFT JOIN users u ON u.id = d.owner_id WHERE d.id = $1",
-                )
-                .bind(device_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            )
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
             let Some((mac, name, sip_identity, owner)) = row else {
                 return Ok(false);
             };
