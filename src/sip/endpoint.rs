@@ -94,6 +94,9 @@ pub struct Transmit {
 pub struct CallId(pub u64);
 
 /// What happened to a call.
+// `Incoming` carries the whole INVITE by contract; events are a handful per call, so the size
+// difference between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallEvent {
     /// A new INVITE for one of the IVR extensions passed all checks (100 Trying already sent).
@@ -140,7 +143,7 @@ pub enum EndReason {
     TransportError,
 }
 
-/// Configuration. Build with struct update syntax from [`EndpointConfig::default`].
+/// Configuration (the fields the server layer sets).
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     /// What we put in Via and Contact (the public address).
@@ -152,11 +155,6 @@ pub struct EndpointConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
-    /// Live calls above which new INVITEs get 503 + Retry-After.
-    pub max_calls: usize,
-    /// Live server transactions above which new requests get 503 + Retry-After (bounds the
-    /// memory an OPTIONS/REGISTER flood can pin for 64*T1).
-    pub max_transactions: usize,
 }
 
 impl Default for EndpointConfig {
@@ -168,6 +166,23 @@ impl Default for EndpointConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Capacity limits ([`Endpoint::with_limits`]); [`Endpoint::new`] uses the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Live calls above which new INVITEs get 503 + Retry-After. Default 10,000.
+    pub max_calls: usize,
+    /// Live server transactions above which new requests get 503 + Retry-After (bounds the
+    /// memory an OPTIONS/REGISTER flood can pin for 64*T1). Default 50,000.
+    pub max_transactions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
             max_calls: 10_000,
             max_transactions: 50_000,
         }
@@ -232,6 +247,7 @@ type TimerEntry = Reverse<(Instant, Target, TimerKind)>;
 #[derive(Debug)]
 pub struct Endpoint {
     cfg: EndpointConfig,
+    limits: Limits,
     timers: Timers,
     next_id: u64,
     calls: HashMap<CallId, Call>,
@@ -248,6 +264,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
+        Self::with_limits(config, Limits::default())
+    }
+
+    pub fn with_limits(config: EndpointConfig, limits: Limits) -> Self {
         let timers = Timers {
             t1: config.t1,
             t2: config.t2,
@@ -256,6 +276,7 @@ impl Endpoint {
         .sanitised();
         Endpoint {
             cfg: config,
+            limits,
             timers,
             next_id: 1,
             calls: HashMap::new(),
@@ -561,7 +582,7 @@ impl Endpoint {
         if self.absorb_retransmission(&key, &src) {
             return;
         }
-        if self.server_txs.len() >= self.cfg.max_transactions {
+        if self.server_txs.len() >= self.limits.max_transactions {
             warn!(peer = ?src, method = %req.method, "transaction table full, answering 503");
             self.send_stateless(&req, &src, 503, |r| {
                 r.headers
@@ -644,7 +665,7 @@ impl Endpoint {
     }
 
     fn on_new_invite(&mut self, now: Instant, req: Request, key: TxKey, src: Peer) {
-        if self.calls.len() >= self.cfg.max_calls {
+        if self.calls.len() >= self.limits.max_calls {
             warn!(peer = ?src, calls = self.calls.len(), "call limit reached, answering 503");
             self.respond_new_tx(now, &req, key, src, 503, None, |r| {
                 r.headers
