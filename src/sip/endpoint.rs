@@ -39,8 +39,6 @@ use super::transaction::{
     ServerState, ServerTx, TimerKind, TimerOutcome, Timers, TxKey,
 };
 
-pub use wire::split_first_value;
-
 /// Methods we implement (Allow header of 405/501/OPTIONS/2xx).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
 /// Body types we accept (INVITE: SDP; INFO: DTMF).

@@ -79,7 +79,7 @@ pub fn stamp_top_via(headers: &mut Headers, via: &Via) {
 }
 
 /// Splits a header value at its first top-level comma (outside quotes and angle brackets).
-pub fn split_first_value(s: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_first_value(s: &str) -> (&str, Option<&str>) {
     let mut in_quotes = false;
     let mut escaped = false;
     let mut depth = 0u32;
