@@ -28,6 +28,8 @@ pub struct SipConfig {
     pub public_address: Option<IpAddr>,
     /// User-Agent / Server header value.
     pub user_agent: String,
+    /// Concurrent calls above which new INVITEs get 503 with Retry-After.
+    pub max_calls: usize,
 }
 
 impl Default for SipConfig {
@@ -36,6 +38,7 @@ impl Default for SipConfig {
             listen: "0.0.0.0:5060".parse().unwrap(),
             public_address: None,
             user_agent: format!("selfprov/{}", env!("CARGO_PKG_VERSION")),
+            max_calls: 10_000,
         }
     }
 }
@@ -51,7 +54,11 @@ pub struct RtpConfig {
 
 impl Default for RtpConfig {
     fn default() -> Self {
-        RtpConfig { port_min: 10000, port_max: 20000, inactivity_timeout_ms: 30_000 }
+        RtpConfig {
+            port_min: 10000,
+            port_max: 20000,
+            inactivity_timeout_ms: 30_000,
+        }
     }
 }
 
@@ -124,7 +131,9 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: "sqlite://selfprov-data/selfprov.db".into() }
+        StoreConfig {
+            url: "sqlite://selfprov-data/selfprov.db".into(),
+        }
     }
 }
 
@@ -139,7 +148,10 @@ pub struct LangpackConfig {
 
 impl Default for LangpackConfig {
     fn default() -> Self {
-        LangpackConfig { dir: default_data_path("lang-packs"), catalogue: default_data_path("prompts/catalogue.toml") }
+        LangpackConfig {
+            dir: default_data_path("lang-packs"),
+            catalogue: default_data_path("prompts/catalogue.toml"),
+        }
     }
 }
 
@@ -168,7 +180,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), format: "text".into() }
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
     }
 }
 
@@ -176,7 +191,10 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -189,9 +207,15 @@ impl Config {
         let cfg = match path {
             None => Config::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
                 Config::from_toml(&text).map_err(|e| match e {
-                    ConfigError::Parse { message, .. } => ConfigError::Parse { path: p.into(), message },
+                    ConfigError::Parse { message, .. } => ConfigError::Parse {
+                        path: p.into(),
+                        message,
+                    },
                     other => other,
                 })?
             }
@@ -201,7 +225,10 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -209,33 +236,70 @@ impl Config {
         if self.rtp.port_min == 0 || self.rtp.port_min > self.rtp.port_max {
             return invalid(
                 "rtp.port_min",
-                format!("must be between 1 and rtp.port_max ({}); got {}", self.rtp.port_max, self.rtp.port_min),
+                format!(
+                    "must be between 1 and rtp.port_max ({}); got {}",
+                    self.rtp.port_max, self.rtp.port_min
+                ),
             );
         }
-        if self.ivr.extensions.is_empty() {
-            return invalid("ivr.extensions", "give at least one extension, e.g. [\"8000\"]".into());
+        if self.sip.max_calls == 0 {
+            return invalid("sip.max_calls", "must be at least 1".into());
         }
-        if let Some(bad) = self.ivr.extensions.iter().find(|e| e.is_empty() || e.contains(['@', ' ', ';'])) {
-            return invalid("ivr.extensions", format!("{bad:?} is not a valid user part"));
+        if self.ivr.extensions.is_empty() {
+            return invalid(
+                "ivr.extensions",
+                "give at least one extension, e.g. [\"8000\"]".into(),
+            );
+        }
+        if let Some(bad) = self
+            .ivr
+            .extensions
+            .iter()
+            .find(|e| e.is_empty() || e.contains(['@', ' ', ';']))
+        {
+            return invalid(
+                "ivr.extensions",
+                format!("{bad:?} is not a valid user part"),
+            );
         }
         let code = &self.ivr.admin_auth_code;
-        if !code.starts_with("$argon2") && (code.len() > 20 || !code.bytes().all(|b| b.is_ascii_digit())) {
-            return invalid("ivr.admin_auth_code", "must be 0 to 20 digits, or an argon2 hash from `selfprov secret hash`".into());
+        if !code.starts_with("$argon2")
+            && (code.len() > 20 || !code.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return invalid(
+                "ivr.admin_auth_code",
+                "must be 0 to 20 digits, or an argon2 hash from `selfprov secret hash`".into(),
+            );
         }
         if self.ivr.auth_mode == AuthMode::SecureUsersAndAdmins && code.is_empty() {
-            return invalid("ivr.admin_auth_code", "auth_mode secure-users-and-admins needs an admin code".into());
+            return invalid(
+                "ivr.admin_auth_code",
+                "auth_mode secure-users-and-admins needs an admin code".into(),
+            );
         }
         if self.ivr.first_digit_timeout_ms == 0 || self.ivr.inter_digit_timeout_ms == 0 {
-            return invalid("ivr.first_digit_timeout_ms", "digit timeouts must be above 0".into());
+            return invalid(
+                "ivr.first_digit_timeout_ms",
+                "digit timeouts must be above 0".into(),
+            );
         }
         if self.ivr.max_attempts == 0 {
             return invalid("ivr.max_attempts", "must be at least 1".into());
         }
-        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://")) {
-            return invalid("store.url", format!("{:?}: use sqlite://PATH or postgres://...", self.store.url));
+        if !(self.store.url.starts_with("sqlite:")
+            || self.store.url.starts_with("postgres://")
+            || self.store.url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "store.url",
+                format!("{:?}: use sqlite://PATH or postgres://...", self.store.url),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return invalid("log.format", format!("{:?}: use \"text\" or \"json\"", self.log.format));
+            return invalid(
+                "log.format",
+                format!("{:?}: use \"text\" or \"json\"", self.log.format),
+            );
         }
         Ok(())
     }
@@ -255,7 +319,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_refused_with_its_name() {
-        let e = Config::from_toml("[ivr]\nextensionz = [\"1\"]\n").unwrap_err().to_string();
+        let e = Config::from_toml("[ivr]\nextensionz = [\"1\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("extensionz"), "{e}");
     }
 
@@ -265,7 +331,11 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("ivr.admin_auth_code"), "{e}");
         let c = Config::from_toml("[rtp]\nport_min = 3000\nport_max = 2000\n").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("rtp.port_min"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rtp.port_min"));
     }
 
     #[test]

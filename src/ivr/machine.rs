@@ -103,14 +103,9 @@ pub enum AuthOutcome {
     Failed,
 }
 
-/// How the caller proved the right to provision, carried into [`Action::Provision`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    /// Non-secure mode: the ID alone.
-    None,
-    Pin,
-    AdminCode,
-}
+/// How the caller proved the right to provision, carried into [`Action::Provision`]: the same
+/// type the store records in the audit log.
+pub use crate::store::AuthMethod;
 
 /// Why provisioning failed (the answer in [`Event::ProvisionResult`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

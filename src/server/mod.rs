@@ -1,12 +1,33 @@
 //! The tokio layer: binds the SIP UDP/TCP listeners and RTP sockets, drives the sans-IO cores with
 //! datagrams and time, and runs one task per call (no thread per call).
+//!
+//! - [`sip_task`]: one task owns the [`crate::sip::endpoint::Endpoint`]; it reads the UDP socket
+//!   and the frames of every TCP connection, fires its timers, sends what it asks to send, and
+//!   routes call events to the call tasks.
+//! - [`tcp`]: accepts TCP connections and frames their byte streams.
+//! - [`call`]: one task per call: SDP, the RTP socket, playout paced by a drift-free clock, DTMF,
+//!   and the IVR state machine with its store look-ups.
 
-use crate::config::{Config, LogConfig};
+pub mod call;
+pub mod playout;
+pub mod rtp_ports;
+pub mod sip_task;
+pub mod tcp;
+
+use crate::config::{AuthMode, Config, LogConfig};
+use crate::langpack::{Catalogue, PromptSet};
+use crate::store::Store;
+use anyhow::Context;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::{TcpListener, UdpSocket};
 
 pub fn init_logging(log: &LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if log.format == "json" {
         builder.json().init();
     } else {
@@ -14,6 +35,159 @@ pub fn init_logging(log: &LogConfig) {
     }
 }
 
-pub async fn run(_config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// What every call task shares: read-only after start-up.
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub prompts: Arc<PromptSet>,
+    pub rtp_ports: rtp_ports::RtpPorts,
+    /// The address put in SDP `c=` lines when the listen address is a wildcard and no
+    /// `sip.public_address` is set: the local address that routes to the caller is used instead.
+    pub media_ip: Option<IpAddr>,
+}
+
+impl Services {
+    pub fn auth_mode(&self) -> AuthMode {
+        self.config.ivr.auth_mode
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let catalogue_path = config.langpacks.catalogue.clone();
+    let pack_dir = config.langpacks.dir.join(&config.ivr.language);
+    let prompts = tokio::task::spawn_blocking(move || -> anyhow::Result<PromptSet> {
+        let catalogue = Catalogue::load(&catalogue_path).with_context(|| {
+            format!("loading the prompt catalogue {}", catalogue_path.display())
+        })?;
+        let set = PromptSet::load(&pack_dir, &catalogue).with_context(|| {
+            format!(
+                "loading language pack {} (set langpacks.dir / ivr.language)",
+                pack_dir.display()
+            )
+        })?;
+        Ok(set)
+    })
+    .await??;
+    tracing::info!(language = %prompts.language, "prompts loaded and encoded");
+
+    let store = Store::open(&config.store.url).await.with_context(|| {
+        format!(
+            "opening the store at {} (config key store.url)",
+            config.store.url
+        )
+    })?;
+
+    let (udp, tcp) = bind_sip(config.sip.listen).await?;
+    let local = udp.local_addr()?;
+    let media_ip = config
+        .sip
+        .public_address
+        .or((!local.ip().is_unspecified()).then_some(local.ip()));
+    let advertised = SocketAddr::new(media_ip.unwrap_or_else(default_route_ip), local.port());
+    if media_ip.is_none() {
+        tracing::warn!(
+            address = %advertised.ip(),
+            "sip.listen is a wildcard and sip.public_address is not set: using {} in Contact headers; \
+             set sip.public_address if phones cannot reach it",
+            advertised.ip()
+        );
+    }
+
+    let services = Arc::new(Services {
+        rtp_ports: rtp_ports::RtpPorts::new(local.ip(), config.rtp.port_min, config.rtp.port_max),
+        config,
+        store,
+        prompts: Arc::new(prompts),
+        media_ip,
+    });
+
+    // The one line tests and scripts wait for; logs go to stderr.
+    println!("SIP listening on {local} (udp+tcp)");
+    tracing::info!(%local, %advertised, "SIP listening (udp+tcp)");
+
+    let sip = tokio::spawn(sip_task::run(services.clone(), udp, tcp, advertised));
+    tokio::select! {
+        r = sip => {
+            r.context("SIP task panicked")??;
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+        }
+    }
+    Ok(())
+}
+
+/// Binds UDP and TCP on the same address. With port 0, picks a port free for both.
+async fn bind_sip(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let hint =
+        "set sip.listen to a free address, e.g. \"0.0.0.0:5060\" (ports below 1024 need root)";
+    if listen.port() != 0 {
+        let udp = UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("binding SIP UDP {listen}: {hint}"))?;
+        let tcp = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding SIP TCP {listen}: {hint}"))?;
+        return Ok((udp, tcp));
+    }
+    for _ in 0..50 {
+        let udp = UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("binding SIP UDP {listen}: {hint}"))?;
+        let addr = udp.local_addr()?;
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            return Ok((udp, tcp));
+        }
+    }
+    anyhow::bail!(
+        "no port free for both UDP and TCP on {}: {hint}",
+        listen.ip()
+    )
+}
+
+/// The local address of the default route. A UDP `connect` only consults the routing table; no
+/// packet is sent. 192.0.2.1 is TEST-NET-1 (RFC 5737). Falls back to loopback.
+fn default_route_ip() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("192.0.2.1:9")?;
+        Ok(s.local_addr()?.ip())
+    };
+    probe().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// The local address that routes to `peer` (used in SDP when listening on a wildcard).
+pub fn local_ip_towards(peer: IpAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = if peer.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(SocketAddr::new(peer, 9)).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -1,0 +1,565 @@
+//! One task per call: answers the SDP offer, owns the call's RTP socket, paces playout with a
+//! drift-free clock, detects DTMF (RFC 4733, SIP INFO, in-band) and drives the IVR state machine,
+//! running its store look-ups and secret checks off the call's own loop.
+
+use super::playout::Playout;
+use super::sip_task::SipCommand;
+use super::Services;
+use crate::config::AuthMode;
+use crate::ivr::{
+    self, Action, AuthMethod, AuthOutcome, Event, Ivr, IvrSettings, ProvisionError, UserInfo,
+};
+use crate::media::dtmf::inband::InbandDetector;
+use crate::media::dtmf::info::parse_info_body;
+use crate::media::dtmf::rfc4733::Rfc4733Receiver;
+use crate::media::g711::Codec;
+use crate::media::pacing::Pacer;
+use crate::media::rtp::{self, RtpSender};
+use crate::media::sdp::{self, LocalMedia, Negotiated};
+use crate::provisioning::identify::{identify, DeviceIdentity};
+use crate::sip::endpoint::{CallEvent, CallId, EndReason, Peer};
+use crate::sip::message::Request;
+use crate::store::AuditOutcome;
+use bytes::Bytes;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// The call task's link to the SIP task.
+pub struct CallHandle {
+    pub id: CallId,
+    pub commands: mpsc::UnboundedSender<SipCommand>,
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+}
+
+impl CallHandle {
+    fn send(&self, cmd: SipCommand) {
+        // The SIP task outlives every call; a send error only happens at shutdown.
+        let _ = self.commands.send(cmd);
+    }
+}
+
+/// Codecs we offer/accept, in our order of preference for a late offer.
+const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+/// telephone-event payload type we offer when we make the offer.
+const OFFER_TE_PT: u8 = 101;
+/// How long after our BYE we wait for the SIP layer to report the end (timer F is 32 s).
+const HANGUP_WAIT: Duration = Duration::from_secs(40);
+/// Packets sent at once when the task was late; beyond this they are skipped (timestamps stay
+/// exact), so a stall never turns into a burst the phone's jitter buffer would drop anyway.
+const MAX_CATCH_UP: u64 = 3;
+
+pub async fn run(
+    services: Arc<Services>,
+    handle: CallHandle,
+    invite: Request,
+    offer: Option<Bytes>,
+    source: Peer,
+) {
+    let call_id = invite.call_id().unwrap_or("-").to_string();
+    let span = tracing::info_span!("call", call_id = %call_id, peer = %source.addr);
+    async move {
+        let identity = identify(&invite);
+        tracing::info!(
+            mac = identity.mac.as_deref().unwrap_or("-"),
+            vendor = identity.vendor.as_deref().unwrap_or("-"),
+            model = identity.model.as_deref().unwrap_or("-"),
+            identity = %identity.sip_identity,
+            "incoming IVR call"
+        );
+        let mut call = match Call::answer(services, handle, offer, source, identity).await {
+            Some(c) => c,
+            None => return,
+        };
+        call.run().await;
+    }
+    .instrument(span)
+    .await
+}
+
+struct Call {
+    services: Arc<Services>,
+    handle: CallHandle,
+    identity: DeviceIdentity,
+    socket: UdpSocket,
+    local: LocalMedia,
+    /// Set once media is agreed (at once for an offer in the INVITE, at the ACK for a late offer).
+    media: Option<Negotiated>,
+    /// Our late offer, kept to check the answer in the ACK.
+    late_offer: bool,
+    remote: Option<SocketAddr>,
+    latched: bool,
+    results_tx: mpsc::UnboundedSender<Event>,
+    results_rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Call {
+    /// Negotiates SDP, binds the RTP socket and sends the 200 (or the rejection).
+    async fn answer(
+        services: Arc<Services>,
+        handle: CallHandle,
+        offer: Option<Bytes>,
+        source: Peer,
+        identity: DeviceIdentity,
+    ) -> Option<Call> {
+        let Some(socket) = services.rtp_ports.allocate().await else {
+            tracing::error!(
+                "no free RTP port in rtp.port_min..rtp.port_max; widen the range or lower the call load"
+            );
+            handle.send(SipCommand::Reject {
+                call: handle.id,
+                status: 503,
+            });
+            return None;
+        };
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let ip: IpAddr = services
+            .media_ip
+            .or_else(|| super::local_ip_towards(source.addr.ip()))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let local = LocalMedia {
+            addr: ip,
+            port,
+            session_id: rand::random::<u32>() as u64,
+            session_version: 1,
+        };
+        let (results_tx, results_rx) = mpsc::unbounded_channel();
+        let mut call = Call {
+            services,
+            handle,
+            identity,
+            socket,
+            local,
+            media: None,
+            late_offer: offer.is_none(),
+            remote: None,
+            latched: false,
+            results_tx,
+            results_rx,
+        };
+        let sdp_body = match offer {
+            Some(offer) => match call.negotiate_offer(&offer) {
+                Ok(answer) => answer,
+                Err(status) => {
+                    call.handle.send(SipCommand::Reject {
+                        call: call.handle.id,
+                        status,
+                    });
+                    return None;
+                }
+            },
+            None => sdp::build_offer(&call.local, &CODECS, OFFER_TE_PT, 20),
+        };
+        call.handle.send(SipCommand::Accept {
+            call: call.handle.id,
+            sdp: Bytes::from(sdp_body),
+        });
+        Some(call)
+    }
+
+    /// Answers an offer (initial or re-INVITE). Err is the SIP status to reject with.
+    fn negotiate_offer(&mut self, offer: &[u8]) -> Result<String, u16> {
+        let remote = sdp::parse_remote(offer).map_err(|e| {
+            tracing::warn!(error = %e, "unusable SDP offer");
+            e.sip_status()
+        })?;
+        let neg = sdp::negotiate(&remote, &CODECS).map_err(|e| {
+            tracing::warn!(error = %e, "cannot answer the caller's SDP offer");
+            e.sip_status()
+        })?;
+        let answer = sdp::build_answer(&self.local, &neg);
+        self.apply_media(neg);
+        Ok(answer)
+    }
+
+    fn apply_media(&mut self, neg: Negotiated) {
+        if !self.latched {
+            self.remote = neg.remote_rtp;
+        }
+        tracing::info!(
+            codec = neg.codec.name(),
+            telephone_event = ?neg.te_pt(),
+            ptime = neg.ptime,
+            remote = ?neg.remote_rtp,
+            direction = neg.direction.as_str(),
+            "media negotiated"
+        );
+        self.media = Some(neg);
+    }
+
+    /// Waits for the ACK, then runs the IVR until the call ends.
+    async fn run(&mut self) {
+        // Wait for the ACK (the SIP layer gives up after timer H and reports Ended).
+        loop {
+            match self.handle.events.recv().await {
+                Some(CallEvent::Confirmed { answer }) => {
+                    if self.late_offer {
+                        let Some(answer) = answer else {
+                            tracing::warn!("ACK carried no SDP answer to our offer; hanging up");
+                            self.hangup_and_wait().await;
+                            return;
+                        };
+                        let neg = sdp::parse_remote(&answer)
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| {
+                                sdp::negotiate_answer(&r, &CODECS, OFFER_TE_PT)
+                                    .map_err(|e| e.to_string())
+                            });
+                        match neg {
+                            Ok(n) => self.apply_media(n),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "unusable SDP answer in ACK; hanging up");
+                                self.hangup_and_wait().await;
+                                return;
+                            }
+                        }
+                    }
+                    break;
+                }
+                Some(CallEvent::Ended { reason }) => {
+                    tracing::info!(?reason, "call ended before it was confirmed");
+                    return;
+                }
+                Some(CallEvent::Cancelled) => {
+                    tracing::info!("caller cancelled before answer");
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+        self.media_loop().await;
+    }
+
+    async fn hangup_and_wait(&mut self) {
+        self.handle.send(SipCommand::Hangup {
+            call: self.handle.id,
+        });
+        let deadline = Instant::now() + HANGUP_WAIT;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, self.handle.events.recv()).await
+        {
+            if let CallEvent::Ended { .. } = ev {
+                return;
+            }
+        }
+    }
+
+    async fn media_loop(&mut self) {
+        let Some(media) = self.media.clone() else {
+            return;
+        };
+        let cfg = &self.services.config;
+        let settings = IvrSettings {
+            auth_mode: cfg.ivr.auth_mode,
+            first_digit_timeout: cfg.ivr.first_digit_timeout(),
+            inter_digit_timeout: cfg.ivr.inter_digit_timeout(),
+            max_attempts: cfg.ivr.max_attempts,
+            max_digits: 20,
+        };
+        let inactivity = Duration::from_millis(cfg.rtp.inactivity_timeout_ms);
+        let mut ivr = Ivr::new(settings);
+        let ptime = Duration::from_millis(u64::from(media.ptime));
+        let mut playout = Playout::new(media.codec, media.ptime);
+        let mut sender = RtpSender::new();
+        let mut pacer = Pacer::new(Instant::now().into_std(), ptime).with_max_burst(MAX_CATCH_UP);
+        let mut rfc4733 = Rfc4733Receiver::new();
+        let mut inband = media.te_pt().is_none().then(InbandDetector::new);
+        let mut pcm_scratch: Vec<i16> = Vec::with_capacity(480);
+        let mut payload = Vec::with_capacity(480);
+        let mut packet = Vec::with_capacity(500);
+        let mut rbuf = vec![0u8; 2048];
+        let mut ivr_deadline: Option<Instant> = None;
+        let mut last_rx = Instant::now();
+        let mut first_packet = true;
+        let mut hangup_at: Option<Instant> = None;
+        let mut media = media;
+
+        let mut actions = ivr.handle(Event::Start);
+        loop {
+            // Apply what the IVR asked for.
+            for action in actions.drain(..) {
+                match action {
+                    Action::Play(ids) => {
+                        let prompts = ids.iter().filter_map(|id| {
+                            let p = self.services.prompts.get(id);
+                            if p.is_none() {
+                                tracing::error!(
+                                    prompt = id,
+                                    "prompt missing from the language pack"
+                                );
+                            }
+                            p
+                        });
+                        playout.play(prompts);
+                    }
+                    Action::StopPlayback => playout.stop(),
+                    Action::StartTimer(d) => ivr_deadline = Some(Instant::now() + d),
+                    Action::CancelTimer => ivr_deadline = None,
+                    Action::LookupUser { digits } => self.lookup_user(digits),
+                    Action::Authenticate { user_id, digits } => self.authenticate(user_id, digits),
+                    Action::Provision { user_id, auth } => self.provision(user_id, auth),
+                    Action::HangUp => {
+                        if hangup_at.is_none() {
+                            tracing::info!(outcome = ?ivr.outcome(), "IVR done; hanging up");
+                            self.handle.send(SipCommand::Hangup {
+                                call: self.handle.id,
+                            });
+                            hangup_at = Some(Instant::now());
+                        }
+                    }
+                }
+            }
+            if let Some(t) = hangup_at {
+                if t.elapsed() > HANGUP_WAIT {
+                    tracing::warn!("no end of call reported after BYE; dropping the call");
+                    break;
+                }
+            }
+
+            let send_deadline = Instant::from_std(pacer.next_deadline());
+            let sending = hangup_at.is_none();
+            tokio::select! {
+                biased;
+                ev = self.handle.events.recv() => {
+                    match ev {
+                        Some(CallEvent::Info { content_type, body }) => {
+                            if let Some(d) = parse_info_body(&content_type, &body) {
+                                tracing::debug!("DTMF via SIP INFO");
+                                actions = ivr.handle(Event::Digit(d));
+                            }
+                        }
+                        Some(CallEvent::ReInvite { offer }) => {
+                            self.reinvite(offer, &mut media, &mut playout);
+                        }
+                        Some(CallEvent::Ended { reason }) => {
+                            self.finish(&mut ivr, reason).await;
+                            break;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                Some(ev) = self.results_rx.recv() => {
+                    actions = ivr.handle(ev);
+                }
+                _ = tokio::time::sleep_until(send_deadline), if sending => {
+                    let due = pacer.catch_up_detailed(Instant::now().into_std());
+                    let spp = playout.samples_per_packet() as u32;
+                    // Skipped packets (the task was late beyond the burst bound): the prompt and
+                    // the RTP clock move on as if they had been sent.
+                    for i in 0..due.skipped + due.send {
+                        let send = i >= due.skipped;
+                        let frame = playout.next_payload(&mut payload);
+                        let finished = frame.queue_finished;
+                        // Hold (we are recvonly/inactive): keep the clock running, send nothing.
+                        if send && media.direction.sends() {
+                            if let Some(remote) = self.remote {
+                                packet.clear();
+                                sender.build(media.codec.payload_type(), first_packet, &payload, &mut packet);
+                                first_packet = false;
+                                if let Err(e) = self.socket.send_to(&packet, remote).await {
+                                    tracing::debug!(error = %e, "RTP send failed");
+                                }
+                            }
+                        }
+                        sender.advance_timestamp(spp);
+                        if send {
+                            pacer.tick();
+                        }
+                        if finished {
+                            actions.extend(ivr.handle(Event::PlaybackFinished));
+                        }
+                    }
+                }
+                r = self.socket.recv_from(&mut rbuf) => {
+                    let Ok((n, from)) = r else { continue };
+                    let Some(pkt) = rtp::parse(&rbuf[..n]) else { continue };
+                    if !self.latched {
+                        // Symmetric RTP: answer to where the caller's RTP really comes from.
+                        if self.remote != Some(from) {
+                            tracing::info!(%from, "symmetric RTP: sending to the caller's source address");
+                        }
+                        self.remote = Some(from);
+                        self.latched = true;
+                    } else if self.remote != Some(from) {
+                        continue; // not the stream we latched on to
+                    }
+                    last_rx = Instant::now();
+                    if Some(pkt.pt) == media.te_pt() {
+                        if let Some(d) = rfc4733.on_packet(pkt.seq, pkt.timestamp, pkt.marker, pkt.payload) {
+                            tracing::debug!("DTMF via RFC 4733");
+                            actions = ivr.handle(Event::Digit(d));
+                        }
+                    } else if pkt.pt == media.codec.payload_type() {
+                        if let Some(det) = inband.as_mut() {
+                            pcm_scratch.clear();
+                            media.codec.decode(pkt.payload, &mut pcm_scratch);
+                            if let Some(d) = det.process(&pcm_scratch) {
+                                tracing::debug!("DTMF in-band");
+                                actions = ivr.handle(Event::Digit(d));
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until_opt(ivr_deadline) => {
+                    ivr_deadline = None;
+                    actions = ivr.handle(Event::Timeout);
+                }
+                _ = tokio::time::sleep_until(last_rx + inactivity), if hangup_at.is_none() && media.direction.receives() => {
+                    tracing::warn!(seconds = inactivity.as_secs(), "no RTP from the caller; hanging up (rtp.inactivity_timeout_ms)");
+                    actions = ivr.handle(Event::HangUp);
+                    actions.push(Action::HangUp);
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)), if hangup_at.is_some() => {}
+            }
+        }
+    }
+
+    fn reinvite(&mut self, offer: Option<Bytes>, media: &mut Negotiated, playout: &mut Playout) {
+        let result = match offer {
+            Some(offer) => self.negotiate_offer(&offer),
+            // A re-INVITE without SDP asks us to offer (RFC 3264 §8); we re-offer what is in use.
+            None => Ok(sdp::build_offer(
+                &self.local,
+                &[media.codec],
+                media.te_pt().unwrap_or(OFFER_TE_PT),
+                media.ptime,
+            )),
+        };
+        match result {
+            Ok(body) => {
+                if let Some(n) = self.media.clone() {
+                    if n.codec != media.codec || n.ptime != media.ptime {
+                        *playout = Playout::new(n.codec, n.ptime);
+                    }
+                    *media = n;
+                }
+                self.handle.send(SipCommand::AcceptReinvite {
+                    call: self.handle.id,
+                    sdp: Bytes::from(body),
+                });
+            }
+            Err(status) => self.handle.send(SipCommand::RejectReinvite {
+                call: self.handle.id,
+                status,
+            }),
+        }
+    }
+
+    async fn finish(&mut self, ivr: &mut Ivr, reason: EndReason) {
+        if !ivr.is_finished() {
+            let _ = ivr.handle(Event::HangUp);
+        }
+        let outcome = ivr.outcome();
+        tracing::info!(?reason, ?outcome, "call ended");
+        if let Some(ivr::Outcome::Failed(why)) = &outcome {
+            let store = self.services.store.clone();
+            let identity = self.identity.clone();
+            let why = why.clone();
+            let audit = match why {
+                ivr::FailReason::TooManyAttempts => AuditOutcome::TooManyAttempts,
+                ivr::FailReason::SelfProvDisabled => AuditOutcome::UserDisabled,
+                _ => AuditOutcome::Error,
+            };
+            if let Err(e) = store
+                .record_audit(&identity, None, None, audit, "IVR ended without binding")
+                .await
+            {
+                tracing::error!(error = %e, "could not record the failed attempt in the audit log");
+            }
+        }
+    }
+
+    fn lookup_user(&self, digits: String) {
+        let store = self.services.store.clone();
+        let tx = self.results_tx.clone();
+        tokio::spawn(async move {
+            let user = match store.find_user_for_ivr(&digits).await {
+                Ok(u) => u.map(|u| UserInfo {
+                    user_id: u.user_id,
+                    extension: u.extension,
+                    selfprov_enabled: u.selfprov_enabled,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "user look-up failed");
+                    None
+                }
+            };
+            let _ = tx.send(Event::UserLookup(user));
+        });
+    }
+
+    fn authenticate(&self, user_id: String, digits: String) {
+        let store = self.services.store.clone();
+        let tx = self.results_tx.clone();
+        let mode = self.services.auth_mode();
+        let admin_code = self.services.config.ivr.admin_auth_code.clone();
+        tokio::spawn(async move {
+            let pin_hash = match store.get_user(&user_id).await {
+                Ok(Some(u)) => u.pin_hash,
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "user look-up for authentication failed");
+                    None
+                }
+            };
+            // argon2 is deliberately slow: keep it off the async workers.
+            let outcome = tokio::task::spawn_blocking(move || {
+                use crate::provisioning::secret::verify_secret;
+                if pin_hash
+                    .as_deref()
+                    .is_some_and(|h| verify_secret(h, &digits))
+                {
+                    AuthOutcome::User
+                } else if mode == AuthMode::SecureUsersAndAdmins
+                    && !admin_code.is_empty()
+                    && verify_secret(&admin_code, &digits)
+                {
+                    AuthOutcome::Admin
+                } else {
+                    AuthOutcome::Failed
+                }
+            })
+            .await
+            .unwrap_or(AuthOutcome::Failed);
+            let _ = tx.send(Event::AuthResult(outcome));
+        });
+    }
+
+    fn provision(&self, user_id: String, auth: AuthMethod) {
+        let store = self.services.store.clone();
+        let tx = self.results_tx.clone();
+        let identity = self.identity.clone();
+        let span = tracing::info_span!("provisioning", user = %user_id);
+        tokio::spawn(
+            async move {
+                let result = match store.bind_device(&identity, &user_id, auth).await {
+                    Ok(device) => {
+                        tracing::info!(device = device.id, "phone bound to user");
+                        Ok(())
+                    }
+                    Err(e @ crate::store::StoreError::AlreadyBound { .. }) => {
+                        tracing::warn!(error = %e, "refused: phone bound to another user");
+                        Err(ProvisionError::AlreadyBound)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "binding failed; nothing was changed");
+                        Err(ProvisionError::Internal(e.to_string()))
+                    }
+                };
+                let _ = tx.send(Event::ProvisionResult(result));
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,90 @@
+//! Playout: turns a queue of pre-encoded prompts into one RTP payload per packet interval.
+//!
+//! Pure logic, no I/O. Prompts are shared `Arc`s encoded once at load; a call only keeps a cursor
+//! into them. Between and after prompts the stream carries codec silence so that it never stops
+//! (phones and NAT bindings expect a continuous stream).
+
+use crate::langpack::Prompt;
+use crate::media::g711::Codec;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+pub struct Playout {
+    codec: Codec,
+    samples_per_packet: usize,
+    queue: VecDeque<Arc<Prompt>>,
+    /// Byte offset into the front prompt (G.711: one byte per sample).
+    offset: usize,
+    /// Set when the queue ran dry; reported once by [`Playout::next_payload`].
+    finished_pending: bool,
+}
+
+/// One packet's worth of audio.
+pub struct Frame<'a> {
+    pub payload: &'a [u8],
+    /// The queue became empty with this frame: the IVR gets `PlaybackFinished`.
+    pub queue_finished: bool,
+}
+
+impl Playout {
+    pub fn new(codec: Codec, ptime_ms: u32) -> Self {
+        Playout {
+            codec,
+            samples_per_packet: (8 * ptime_ms) as usize,
+            queue: VecDeque::new(),
+            offset: 0,
+            finished_pending: false,
+        }
+    }
+
+    pub fn samples_per_packet(&self) -> usize {
+        self.samples_per_packet
+    }
+
+    /// Replaces whatever is playing with this queue. An empty queue counts as finished at once.
+    pub fn play(&mut self, prompts: impl IntoIterator<Item = Arc<Prompt>>) {
+        self.queue.clear();
+        self.queue.extend(prompts);
+        self.offset = 0;
+        self.finished_pending = self.queue.is_empty();
+    }
+
+    /// Stops playback (barge-in). No `PlaybackFinished` is reported for an interrupted queue.
+    pub fn stop(&mut self) {
+        self.queue.clear();
+        self.offset = 0;
+        self.finished_pending = false;
+    }
+
+    pub fn is_playing(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The next packet's payload, written into `buf` (cleared first).
+    pub fn next_payload<'a>(&mut self, buf: &'a mut Vec<u8>) -> Frame<'a> {
+        buf.clear();
+        let n = self.samples_per_packet;
+        while buf.len() < n {
+            let Some(front) = self.queue.front() else {
+                break;
+            };
+            let data = front.encoded(self.codec);
+            let take = (n - buf.len()).min(data.len().saturating_sub(self.offset));
+            buf.extend_from_slice(&data[self.offset..self.offset + take]);
+            self.offset += take;
+            if self.offset >= data.len() {
+                self.queue.pop_front();
+                self.offset = 0;
+                if self.queue.is_empty() {
+                    self.finished_pending = true;
+                }
+            }
+        }
+        buf.resize(n, self.codec.silence_byte());
+        let queue_finished = std::mem::take(&mut self.finished_pending);
+        Frame {
+            payload: buf,
+            queue_finished,
+        }
+    }
+}

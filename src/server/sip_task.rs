@@ -1,0 +1,156 @@
+//! The SIP task: the only owner of the sans-IO [`Endpoint`]. It feeds it datagrams, TCP frames,
+//! call-task commands and timer expiries, then drains what the endpoint wants sent and the call
+//! events it produced. Nothing in here blocks: a slow call task never stalls SIP (call event
+//! channels are unbounded but carry only a handful of events per call).
+
+use super::call::{self, CallHandle};
+use super::tcp::{self, TcpEvent};
+use super::Services;
+use crate::sip::endpoint::{CallEvent, CallId, Endpoint, EndpointConfig, Limits, Peer, Transport};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What a call task asks of the SIP endpoint.
+#[derive(Debug)]
+pub enum SipCommand {
+    Accept { call: CallId, sdp: Bytes },
+    Reject { call: CallId, status: u16 },
+    AcceptReinvite { call: CallId, sdp: Bytes },
+    RejectReinvite { call: CallId, status: u16 },
+    Hangup { call: CallId },
+}
+
+pub async fn run(
+    services: Arc<Services>,
+    udp: UdpSocket,
+    tcp_listener: TcpListener,
+    advertised: SocketAddr,
+) -> anyhow::Result<()> {
+    let cfg = &services.config;
+    let limits = Limits {
+        max_calls: cfg.sip.max_calls,
+        ..Limits::default()
+    };
+    let mut endpoint = Endpoint::with_limits(
+        EndpointConfig {
+            local_addr: advertised,
+            ivr_extensions: cfg.ivr.extensions.clone(),
+            user_agent: cfg.sip.user_agent.clone(),
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        },
+        limits,
+    );
+
+    let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(1024);
+    let accept = tokio::spawn(tcp::accept_loop(tcp_listener, tcp_tx));
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
+
+    let mut tcp_writers: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut calls: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    // Anchor between tokio's clock (paused in tests) and std's Instant the endpoint takes.
+    let now = || Instant::now().into_std();
+
+    loop {
+        let deadline = endpoint.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let peer = Peer { transport: Transport::Udp, addr: from, conn: None };
+                    endpoint.handle_input(now(), &buf[..n], peer);
+                }
+                // ICMP port unreachable surfaces here on some systems: not fatal.
+                Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+            },
+            Some(ev) = tcp_rx.recv() => match ev {
+                TcpEvent::Opened { conn, writer, .. } => { tcp_writers.insert(conn, writer); }
+                TcpEvent::Message { conn, peer, data } => {
+                    let peer = Peer { transport: Transport::Tcp, addr: peer, conn: Some(conn) };
+                    endpoint.handle_input(now(), &data, peer);
+                }
+                TcpEvent::Closed { conn } => {
+                    tcp_writers.remove(&conn);
+                    endpoint.connection_closed(conn);
+                }
+            },
+            Some(cmd) = cmd_rx.recv() => {
+                let t = now();
+                match cmd {
+                    SipCommand::Accept { call, sdp } => endpoint.accept(t, call, sdp),
+                    SipCommand::Reject { call, status } => endpoint.reject(t, call, status),
+                    SipCommand::AcceptReinvite { call, sdp } => endpoint.accept_reinvite(t, call, sdp),
+                    SipCommand::RejectReinvite { call, status } => endpoint.reject_reinvite(t, call, status),
+                    SipCommand::Hangup { call } => endpoint.hangup(t, call),
+                }
+            }
+            _ = sleep_until_opt(deadline) => endpoint.handle_timeout(now()),
+        }
+
+        while let Some(tx) = endpoint.poll_transmit() {
+            match (tx.peer.transport, tx.peer.conn) {
+                (Transport::Tcp, Some(conn)) => match tcp_writers.get(&conn) {
+                    Some(w) => {
+                        if w.try_send(tx.data).is_err() {
+                            tracing::warn!(conn, peer = %tx.peer.addr, "TCP connection stuck or gone; dropping it");
+                            tcp_writers.remove(&conn);
+                            endpoint.connection_closed(conn);
+                        }
+                    }
+                    None => tracing::debug!(conn, "no TCP connection for outgoing message"),
+                },
+                _ => {
+                    if let Err(e) = udp.send_to(&tx.data, tx.peer.addr).await {
+                        tracing::debug!(peer = %tx.peer.addr, error = %e, "UDP send failed");
+                    }
+                }
+            }
+        }
+
+        while let Some((id, ev)) = endpoint.poll_event() {
+            match ev {
+                CallEvent::Incoming {
+                    invite,
+                    offer,
+                    source,
+                } => {
+                    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+                    calls.insert(id, ev_tx);
+                    let handle = CallHandle {
+                        id,
+                        commands: cmd_tx.clone(),
+                        events: ev_rx,
+                    };
+                    tokio::spawn(call::run(services.clone(), handle, invite, offer, source));
+                }
+                other => {
+                    let ended = matches!(other, CallEvent::Ended { .. });
+                    if let Some(tx) = calls.get(&id) {
+                        let _ = tx.send(other);
+                    }
+                    if ended {
+                        calls.remove(&id);
+                    }
+                }
+            }
+        }
+
+        if accept.is_finished() {
+            anyhow::bail!("the SIP TCP listener stopped");
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
