@@ -88,3 +88,66 @@ impl Playout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(id: &str, samples: usize) -> Arc<Prompt> {
+        // A ramp, so that positions in the encoded stream are recognisable.
+        let pcm: Vec<i16> = (0..samples).map(|i| (i as i16).wrapping_mul(97)).collect();
+        Arc::new(Prompt::from_pcm(id, pcm))
+    }
+
+    #[test]
+    fn frames_are_contiguous_across_prompts_and_padded_with_silence() {
+        let a = prompt("a", 200);
+        let b = prompt("b", 100);
+        let mut expected: Vec<u8> = a.encoded(Codec::Pcmu).to_vec();
+        expected.extend_from_slice(b.encoded(Codec::Pcmu));
+        let mut p = Playout::new(Codec::Pcmu, 20);
+        p.play([a, b]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        let mut finished_at = None;
+        for i in 0..3 {
+            let f = p.next_payload(&mut buf);
+            assert_eq!(f.payload.len(), 160);
+            if f.queue_finished {
+                finished_at = Some(i);
+            }
+            got.extend_from_slice(f.payload);
+        }
+        assert_eq!(&got[..300], &expected[..]);
+        assert!(got[300..].iter().all(|&b| b == Codec::Pcmu.silence_byte()));
+        assert_eq!(
+            finished_at,
+            Some(1),
+            "300 samples end inside the second 160-sample frame"
+        );
+        assert!(!p.is_playing());
+    }
+
+    #[test]
+    fn stop_reports_no_finish_and_sends_silence() {
+        let mut p = Playout::new(Codec::Pcma, 20);
+        p.play([prompt("a", 1000)]);
+        let mut buf = Vec::new();
+        assert!(!p.next_payload(&mut buf).queue_finished);
+        p.stop();
+        let f = p.next_payload(&mut buf);
+        assert!(!f.queue_finished);
+        assert!(f.payload.iter().all(|&b| b == Codec::Pcma.silence_byte()));
+    }
+
+    #[test]
+    fn empty_queue_finishes_at_once_and_ptime_sets_frame_size() {
+        let mut p = Playout::new(Codec::Pcmu, 30);
+        p.play(Vec::new());
+        let mut buf = Vec::new();
+        let f = p.next_payload(&mut buf);
+        assert_eq!(f.payload.len(), 240);
+        assert!(f.queue_finished);
+        assert!(!p.next_payload(&mut buf).queue_finished, "reported once");
+    }
+}
