@@ -187,12 +187,10 @@ mod tests {
 
     #[test]
     fn catch_up_counts_due_packets() {
-        let start = Instant::now();
+        let start = Instant::now() + Duration::from_secs(1);
         let mut p = Pacer::new(start, MS20);
-        assert_eq!(
-            p.catch_up(start - Duration::from_millis(1).min(Duration::ZERO)),
-            1
-        );
+        assert_eq!(p.catch_up(start - Duration::from_millis(1)), 0, "not yet");
+        assert_eq!(p.catch_up(start), 1, "deadline reached exactly");
         assert_eq!(
             p.catch_up(start + Duration::from_millis(19)),
             1,
