@@ -261,7 +261,7 @@ fn decodes_stereo_16k_wav_with_downmix() {
 fn decodes_8k_wav_without_resampling() {
     let dir = tempfile::tempdir().unwrap();
     let x = tone(1000.0, 8000, 0.5, 0.5);
-    write_wav(&dir.path().join("beep.wav"), 8000, &[x.clone()]);
+    write_wav(&dir.path().join("beep.wav"), 8000, std::slice::from_ref(&x));
     let set = load_single(dir.path(), "beep.wav").unwrap();
     let p = set.get("beep").unwrap();
     // Bit-exact pass-through: no resampler touched it.
