@@ -599,6 +599,10 @@ fn choose_ptime(ptime: Option<u32>, maxptime: Option<u32>) -> u32 {
 /// Answers a remote offer (RFC 3264 §6.1). `allowed` lists the codecs we accept (empty = all we
 /// support); the choice follows the **offer's** order, as the offerer lists its preference
 /// first. See the module doc for ptime, telephone-event and direction.
+///
+/// A stream offered with port 0 is answered as rejected (port 0, `rejected`). An RFC 2543 hold
+/// (`c=0.0.0.0`) keeps the direction its attribute gives, but `remote_rtp` is `None`, so nothing
+/// is sent until a re-INVITE brings a real address.
 pub fn negotiate(remote: &RemoteMedia, allowed: &[Codec]) -> Result<Negotiated, SdpError> {
     let allowed = if allowed.is_empty() {
         &Codec::ALL[..]

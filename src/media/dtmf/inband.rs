@@ -676,31 +676,41 @@ mod tests {
             .collect()
     }
 
+    /// Longest run of hits for `d` / longest run of misses after the first hit.
+    fn longest(frames: &str, c: char) -> usize {
+        frames.split(|x| x != c).map(str::len).max().unwrap_or(0)
+    }
+
     #[test]
-    #[ignore]
-    fn print_runs() {
-        for ms in [16, 20, 22, 23, 25, 30, 40] {
-            for off in [0, 8, 16, 24] {
-                for d in ['1', '6', 'D'] {
-                    let mut x = vec![];
-                    silence(&mut x, 10);
-                    x.extend(std::iter::repeat_n(0.0, off));
-                    tone(&mut x, d, ms, -3.0, -3.0, 1.0, 1.0);
-                    silence(&mut x, 40);
-                    println!("tone {ms} ms off {off}: {}", runs(&x));
-                }
-            }
-        }
-        for gap in [10, 12, 40] {
-            for off in [0, 8, 16, 24] {
-                for d in ['1', '6', 'D'] {
-                    let mut x = vec![];
-                    silence(&mut x, 10);
-                    x.extend(std::iter::repeat_n(0.0, off));
-                    tone(&mut x, d, 60, -3.0, -3.0, 1.0, 1.0);
-                    silence(&mut x, gap);
-                    tone(&mut x, d, 60, -3.0, -3.0, 1.0, 1.0);
-                    println!("gap {gap} ms off {off}: {}", runs(&x));
+    fn timing_margins_hold_at_every_alignment() {
+        // The doc's claims, with a margin of two frames on each side of each threshold.
+        let (min_hits, release) = (MIN_HITS as usize, RELEASE_MISSES as usize);
+        for off in (0..32).step_by(4) {
+            for d in ['1', '6', 'D'] {
+                for level in [-3.0, -25.0] {
+                    let run = |ms| {
+                        let mut x = vec![];
+                        silence(&mut x, 10);
+                        x.extend(std::iter::repeat_n(0.0, off));
+                        tone(&mut x, d, ms, level, level, 1.0, 1.0);
+                        silence(&mut x, 40);
+                        longest(&runs(&x), d)
+                    };
+                    assert!(run(40) >= min_hits + 2, "40 ms {d} {off} {level}");
+                    assert!(run(23) + 2 <= min_hits, "23 ms {d} {off} {level}");
+                    let gap = |ms| {
+                        let mut x = vec![];
+                        silence(&mut x, 10);
+                        x.extend(std::iter::repeat_n(0.0, off));
+                        tone(&mut x, d, 60, level, level, 1.0, 1.0);
+                        silence(&mut x, ms);
+                        tone(&mut x, d, 60, level, level, 1.0, 1.0);
+                        let f = runs(&x);
+                        let inner = f.trim_matches('.');
+                        longest(inner, '.')
+                    };
+                    assert!(gap(10) + 3 <= release, "10 ms dropout {d} {off} {level}");
+                    assert!(gap(40) >= release + 3, "40 ms gap {d} {off} {level}");
                 }
             }
         }
