@@ -55,15 +55,16 @@ impl Services {
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let catalogue_path = config.langpacks.catalogue.clone();
-    let pack_dir = config.langpacks.dir.join(&config.ivr.language);
+    let packs_dir = config.langpacks.dir.clone();
+    let language = config.ivr.language.clone();
     let prompts = tokio::task::spawn_blocking(move || -> anyhow::Result<PromptSet> {
         let catalogue = Catalogue::load(&catalogue_path).with_context(|| {
             format!("loading the prompt catalogue {}", catalogue_path.display())
         })?;
-        let set = PromptSet::load(&pack_dir, &catalogue).with_context(|| {
+        let set = PromptSet::load_tag(&packs_dir, &language, &catalogue).with_context(|| {
             format!(
-                "loading language pack {} (set langpacks.dir / ivr.language)",
-                pack_dir.display()
+                "loading language pack {language:?} from {} (config keys langpacks.dir, ivr.language)",
+                packs_dir.display()
             )
         })?;
         Ok(set)
