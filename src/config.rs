@@ -16,7 +16,21 @@ pub struct Config {
     pub ivr: IvrConfig,
     pub store: StoreConfig,
     pub langpacks: LangpackConfig,
+    pub http: HttpConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The admin REST API (`/api/v1`). Keep it off the phones' network.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "0.0.0.0:8080".parse().unwrap() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,8 +17,10 @@
 //! | [`store`] | the persistent store (SQLite by default) and its migrations |
 //! | [`config`] | the TOML configuration with its documented defaults |
 //! | [`server`] | the tokio runtime layer: SIP transports, RTP sockets, call tasks |
+//! | [`api`] | the admin REST API (`/api/v1`, bearer tokens, OpenAPI) |
 //! | [`cli`] | the `selfprov` command line |
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod ivr;
