@@ -1,0 +1,85 @@
+//! End to end: a phone (SIPp) calls the IVR, types its keys as RFC 4733 telephone-events in one
+//! continuous RTP stream (tests/common/pcap.rs), hears the success prompt, and the server hangs
+//! up; the store then shows the phone bound to jdoe with line 1 = 1001.
+//!
+//! Two callers: the common one (PT 101, events only), and one that offers telephone-event as
+//! PT 96 and keeps sending PCMU audio in the same stream while it sends events, with sequence
+//! numbers and timestamps that wrap during the call.
+
+mod common;
+
+use common::pcap::{write_rfc4733, AudioFill, Rfc4733Options};
+use common::server::{Server, JDOE};
+use common::sipp::Sipp;
+use common::{provisioning_keys_after, LEAD_MS, SUCCESS_PROMPT_MIN_MS};
+
+fn provision(opts: Rfc4733Options, mac: &str) {
+    let mut server = Server::start();
+    server.add_user(&JDOE);
+    // Events alone: SIPp drops leading silence without packets, so the scenario waits. With
+    // audio: the stream starts at the answer, silence while the welcome plays.
+    let lead_in_scenario = if opts.audio == AudioFill::None {
+        LEAD_MS
+    } else {
+        0
+    };
+    let plan = provisioning_keys_after(LEAD_MS - lead_in_scenario);
+    let pcap = server.dir.path().join("keys.pcap");
+    let summary = write_rfc4733(&pcap, &plan, &opts);
+
+    let outcome = Sipp::new("uac_dtmf_rfc4733.xml")
+        .key("dtmf_pt", opts.event_pt)
+        .key("pcap", pcap.display())
+        .key("mac", mac)
+        .set("lead_ms", lead_in_scenario)
+        .run(server.sip, server.dir.path());
+    outcome.assert_success(&format!(
+        "provisioning call, keys {} as RFC 4733 PT {} ({:?} audio)",
+        summary.keys, opts.event_pt, opts.audio
+    ));
+
+    // The answer keeps the offer's telephone-event payload type.
+    let answer = outcome.invite_answer();
+    let te = format!("a=rtpmap:{} telephone-event/8000", opts.event_pt);
+    assert!(
+        answer.lines().any(|l| l.trim().eq_ignore_ascii_case(&te)),
+        "the answer must accept telephone-event as PT {} ({te}):\n{answer}",
+        opts.event_pt
+    );
+    // The server's BYE came after the success prompt, not right after the last key.
+    let min_ms = lead_in_scenario + summary.duration_ms + SUCCESS_PROMPT_MIN_MS;
+    assert!(
+        outcome.run.elapsed.as_millis() >= u128::from(min_ms),
+        "the call ended after {:?}, before the success prompt could have played (>= {min_ms} ms)",
+        outcome.run.elapsed
+    );
+
+    let device = server.assert_bound("jdoe", "1001");
+    assert_eq!(
+        device.raw.get("mac").and_then(|m| m.as_str()),
+        Some(mac.to_ascii_uppercase().as_str()),
+        "the phone is identified by the MAC of its +sip.instance: {:#}",
+        device.raw
+    );
+    server.assert_alive();
+}
+
+#[test]
+fn provisions_with_rfc4733_keys() {
+    provision(Rfc4733Options::default(), "0004f2a1b2c3");
+}
+
+#[test]
+fn provisions_with_pt96_events_amid_continuous_audio_and_wrapping_counters() {
+    provision(
+        Rfc4733Options {
+            event_pt: 96,
+            audio: AudioFill::Continuous,
+            ssrc: 0xDEAD_BEEF,
+            first_seq: 65_400,
+            first_timestamp: u32::MAX - 20_000,
+            volume: 10,
+        },
+        "0004f2d4e5f6",
+    );
+}
