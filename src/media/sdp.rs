@@ -612,9 +612,8 @@ pub fn negotiate(remote: &RemoteMedia, allowed: &[Codec]) -> Result<Negotiated, 
     let line = remote.media_lines.get(remote.audio_index);
     let proto = line.map(|l| l.proto.as_str()).unwrap_or("");
     let rejected = remote.port == 0;
-    if !rejected
-        && !(proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF"))
-    {
+    let plain_rtp = proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF");
+    if !rejected && !plain_rtp {
         return Err(SdpError::UnsupportedTransport(proto.to_string()));
     }
     let codec = remote
