@@ -389,7 +389,7 @@ impl Call {
                     }
                     last_rx = Instant::now();
                     if Some(pkt.pt) == media.te_pt() {
-                        if let Some(d) = rfc4733.on_packet(pkt.seq, pkt.timestamp, pkt.marker, pkt.payload) {
+                        if let Some(d) = rfc4733.on_rtp(&pkt, pkt.pt) {
                             tracing::debug!("DTMF via RFC 4733");
                             actions = ivr.handle(Event::Digit(d));
                         }
