@@ -83,7 +83,7 @@ async fn open_creates_folders_uses_wal_and_migrates_once() {
     let store = Store::open(&db.url).await.unwrap();
     assert!(db.path.exists());
     assert_eq!(store.backend_name(), "sqlite");
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     store.close().await;
 
     let mut c = raw(&db.path).await;
@@ -102,7 +102,7 @@ async fn open_creates_folders_uses_wal_and_migrates_once() {
     assert_eq!(store.list_users().await.unwrap().len(), 1);
     assert_eq!(
         count(&db.path, "SELECT COUNT(*) FROM selfprov_schema").await,
-        1
+        2
     );
 }
 
@@ -115,7 +115,7 @@ async fn concurrent_first_opens_migrate_exactly_once() {
     assert_eq!(b.list_users().await.unwrap().len(), 1);
     assert_eq!(
         count(&db.path, "SELECT COUNT(*) FROM selfprov_schema").await,
-        1
+        2
     );
 }
 

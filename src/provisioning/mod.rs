@@ -3,10 +3,12 @@
 //!
 //! The binding itself is one store transaction ([`crate::store::Store::bind_device`]); this
 //! module owns what comes before it: who is calling ([`identify`]) and whether the digits typed
-//! prove the right to bind ([`secret`]).
+//! prove the right to bind ([`secret`]), and the `#Tag#` patterns of the universal templates
+//! ([`templates`]).
 
 pub mod identify;
 pub mod secret;
+pub mod templates;
 
 pub use crate::store::AuthMethod;
 pub use identify::{identify, DeviceIdentity};

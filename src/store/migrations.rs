@@ -9,17 +9,31 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "templates, user profiles, lines, SIP endpoints, settings, API tokens",
+        sql: include_str!("../../migrations/sqlite/0002_templates_profiles_lines.sql"),
+    },
+];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "templates, user profiles, lines, SIP endpoints, settings, API tokens",
+        sql: include_str!("../../migrations/postgres/0002_templates_profiles_lines.sql"),
+    },
+];
 
 /// Valid in both dialects.
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS selfprov_schema (\
