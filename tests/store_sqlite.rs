@@ -145,7 +145,7 @@ async fn newer_or_edited_schema_is_refused() {
             e,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{e}"
