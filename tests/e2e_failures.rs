@@ -98,12 +98,18 @@ fn cancel_right_after_invite_is_handled_either_way() {
     );
     let path = if log.contains("outcome=cancelled") {
         "200 to CANCEL, 487 to INVITE, ACK"
+    } else if log.contains("outcome=answered-before-cancel") {
+        "200 to INVITE before the CANCEL could be sent; ACK + BYE"
     } else if log.contains("outcome=answered") {
         "200 to INVITE first, then ACK + BYE (CANCEL answered 200/481)"
     } else {
         panic!("the scenario logged no outcome\n{}", outcome.describe())
     };
-    eprintln!("CANCEL race resolved as: {path}");
+    let cancel_response = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cancel_response="))
+        .unwrap_or("-");
+    eprintln!("CANCEL race resolved as: {path}; CANCEL answered: {cancel_response}");
     std::thread::sleep(Duration::from_millis(300));
     server.assert_nothing_bound();
     server.assert_alive();

@@ -19,14 +19,7 @@ fn provisions_with_sip_info_keys() {
     outcome.assert_success("provisioning call with SIP INFO keys 1001# 4321# 1");
 
     // Every INFO was accepted (the scenario requires a 200 for each: 11 keys).
-    let info_ok = outcome
-        .received("SIP/2.0 200")
-        .iter()
-        .filter(|m| {
-            m.to_ascii_uppercase().contains(" INFO\r\n")
-                || m.to_ascii_uppercase().contains(" INFO\n")
-        })
-        .count();
+    let info_ok = outcome.responses("SIP/2.0 200", "INFO").len();
     assert_eq!(info_ok, 11, "one 200 per INFO\n{}", outcome.describe());
     // The scenario's pauses add up to 3 + 5 x 0.25 + 1.5 + 5 x 0.25 + 5.5 = 12.5 s before the
     // last key; the success prompt follows.

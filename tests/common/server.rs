@@ -135,10 +135,17 @@ impl Server {
     }
 
     pub fn start_with(opts: &ServerOptions) -> Server {
+        // SELFPROV_E2E_KEEP=1 keeps the dir (config, store, logs, pcaps, SIPp traces) for
+        // post-mortems; its path is printed.
+        let keep = std::env::var_os("SELFPROV_E2E_KEEP").is_some_and(|v| v == "1");
         let dir = tempfile::Builder::new()
             .prefix("selfprov-e2e-")
+            .disable_cleanup(keep)
             .tempdir()
             .expect("create a temp dir");
+        if keep {
+            eprintln!("keeping the test dir {}", dir.path().display());
+        }
         let config_path = dir.path().join("selfprov.toml");
         std::fs::write(&config_path, config_text(dir.path(), opts)).expect("write the config");
         let stderr_path = dir.path().join("selfprov.stderr.log");

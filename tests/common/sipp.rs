@@ -261,15 +261,25 @@ impl SippOutcome {
 
     /// The 200 OK to the INVITE, as SIPp received it (panics if there is none).
     pub fn invite_answer(&self) -> String {
-        self.received("SIP/2.0 200")
+        self.responses("SIP/2.0 200", "INVITE")
             .into_iter()
-            .find(|m| {
-                m.lines().any(|l| {
-                    let l = l.to_ascii_lowercase();
-                    (l.starts_with("cseq:") || l.starts_with("cseq :")) && l.contains("invite")
+            .next()
+            .unwrap_or_else(|| panic!("no 200 OK to the INVITE in the trace\n{}", self.describe()))
+    }
+
+    /// Received responses whose status line starts with `status` and whose CSeq method is
+    /// `method`.
+    pub fn responses(&self, status: &str, method: &str) -> Vec<String> {
+        self.received(status)
+            .into_iter()
+            .filter(|m| {
+                header(m, "CSeq").is_some_and(|v| {
+                    v.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|meth| meth.eq_ignore_ascii_case(method))
                 })
             })
-            .unwrap_or_else(|| panic!("no 200 OK to the INVITE in the trace\n{}", self.describe()))
+            .collect()
     }
 
     /// SIP messages SIPp received (from its `-trace_msg` file) whose first line starts with
@@ -289,4 +299,15 @@ impl SippOutcome {
             })
             .collect()
     }
+}
+
+/// The value of the first header `name` (case-insensitive; no compact forms) in a SIP message.
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines()
+        .take_while(|l| !l.trim().is_empty())
+        .skip(1)
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
 }
