@@ -1,8 +1,42 @@
-//! The store on PostgreSQL: the same behaviour as on SQLite (see store_sqlite.rs).
+//! The store on PostgreSQL: the backend-independent suite (`store_suite/`, also run on SQLite by
+//! store_sqlite.rs) plus a migration/concurrency smoke test.
 //!
-//! Needs a server: set `SELFPROV_TEST_POSTGRES_URL` to a URL of a role allowed to create
-//! databases (e.g. `postgres://sp@127.0.0.1:5432/postgres`); each test creates and drops its
-//! own database. Without the variable the tests print that they were skipped and pass.
+//! Needs a server: `. scripts/pg-test-env.sh` starts a throwaway one and sets
+//! `SELFPROV_TEST_POSTGRES_URL` (a role allowed to create databases; each test creates and
+//! drops its own). The tests are `#[ignore]`d so a plain `cargo test` lists them as ignored:
+//! run `cargo test --test store_postgres -- --include-ignored`. With `CI` set,
+//! [`postgres_suite_is_not_skipped_in_ci`] fails unless the variable is set and the ignored
+//! tests are included, so CI can never pass by skipping PostgreSQL.
+
+#[macro_use]
+mod store_suite;
+store_suite_tests!(postgres);
+
+/// With `CI` set: the PostgreSQL tests must run, not be skipped.
+#[test]
+fn postgres_suite_is_not_skipped_in_ci() {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let url = std::env::var(store_suite::PG_ENV).ok();
+    let included = std::env::args().any(|a| a == "--include-ignored" || a == "--ignored");
+    if !ci {
+        if url.is_none() || !included {
+            println!(
+                "PostgreSQL store tests not run: `. scripts/pg-test-env.sh` then \
+                 `cargo test --test store_postgres -- --include-ignored`"
+            );
+        }
+        return;
+    }
+    assert!(
+        url.is_some(),
+        "CI is set but {} is not: source scripts/pg-test-env.sh before the tests",
+        store_suite::PG_ENV
+    );
+    assert!(
+        included,
+        "CI is set but the PostgreSQL tests were not included: add `-- --include-ignored`"
+    );
+}
 
 use selfprov::provisioning::DeviceIdentity;
 use selfprov::store::{AuthMethod, DeviceState, NewUser, Store, StoreError};
@@ -17,8 +51,7 @@ struct PgDb {
 impl PgDb {
     async fn create() -> Option<PgDb> {
         let Ok(admin_url) = std::env::var("SELFPROV_TEST_POSTGRES_URL") else {
-            eprintln!("SELFPROV_TEST_POSTGRES_URL is not set: PostgreSQL store test skipped");
-            return None;
+            panic!("SELFPROV_TEST_POSTGRES_URL is not set: source scripts/pg-test-env.sh first");
         };
         let name = format!(
             "selfprov_test_{}_{}",
@@ -85,6 +118,7 @@ fn cisco(mac: &str) -> DeviceIdentity {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: `. scripts/pg-test-env.sh`, then `cargo test --test store_postgres -- --include-ignored`"]
 async fn postgres_store_behaves_like_sqlite() {
     let Some(db) = PgDb::create().await else {
         return;

@@ -1,5 +1,10 @@
 //! The store on SQLite files in temporary folders: schema and migrations, users, binding phones
-//! (lookup order, idempotence, refusals, rollback, concurrency), the audit trail.
+//! (lookup order, idempotence, refusals, rollback, concurrency), the audit trail; and the whole
+//! backend-independent suite (`store_suite/`), which `store_postgres.rs` runs on PostgreSQL.
+
+#[macro_use]
+mod store_suite;
+store_suite_tests!(sqlite);
 
 use selfprov::provisioning::DeviceIdentity;
 use selfprov::store::{AuditOutcome, AuthMethod, DeviceState, NewUser, Store, StoreError};

@@ -44,6 +44,36 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    #[error("no {what} with ID {id}")]
+    NotFound { what: &'static str, id: i64 },
+    #[error("a {what} with {field} {value:?} already exists: choose another {field}")]
+    Duplicate {
+        what: &'static str,
+        field: &'static str,
+        value: String,
+    },
+    #[error("{what} {id} is in use by {by}: remove that first")]
+    InUse {
+        what: &'static str,
+        id: i64,
+        by: String,
+    },
+    #[error("user {user} already has {max} device(s), the most their user profile allows: remove one of their phones first or raise the profile's max_devices")]
+    DeviceLimit { user: String, max: u32 },
+    #[error("user {user}'s profile {profile} does not allow self-provisioning: change the user's profile or set allow_provision")]
+    ProvisionNotAllowed { user: String, profile: String },
+    #[error("user {0} has no user profile and the self-provisioning settings have no default profile: set one")]
+    NoProfile(String),
+    #[error("device {device_id} is a {device_type} device and takes at most {max} line(s)")]
+    LineLimit {
+        device_id: i64,
+        device_type: &'static str,
+        max: u32,
+    },
+    #[error("device {device_id} already has a line at position {position}")]
+    PositionTaken { device_id: i64, position: u32 },
+    #[error("line {line_id} has no {missing}: associate one before putting the line on a device")]
+    LineNotReady { line_id: i64, missing: &'static str },
     #[error("the store is busy (another process holds its write lock, or no connection was free): try again in a moment")]
     Busy,
     #[error("a concurrent change conflicted with this one ({0}): try again")]
@@ -65,7 +95,60 @@ impl StoreError {
                 | StoreError::ExtensionTaken { .. }
                 | StoreError::AmbiguousId { .. }
                 | StoreError::AlreadyBound { .. }
+                | StoreError::Duplicate { .. }
+                | StoreError::InUse { .. }
+                | StoreError::DeviceLimit { .. }
+                | StoreError::LineLimit { .. }
+                | StoreError::PositionTaken { .. }
         )
+    }
+
+    /// True when the request names something that does not exist (HTTP 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NotFound { .. } | StoreError::UnknownUser(_)
+        )
+    }
+
+    /// True when the request itself is wrong (HTTP 400/422): a field's value, or an association
+    /// whose preconditions are not met.
+    pub fn is_invalid(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Invalid { .. } | StoreError::LineNotReady { .. } | StoreError::NoIdentity
+        )
+    }
+
+    /// The HTTP status an API should answer with: 404, 409, 422, 403 (self-provisioning not
+    /// allowed or disabled), 503 (busy, retry) or 500.
+    pub fn http_status(&self) -> u16 {
+        if self.is_not_found() {
+            404
+        } else if self.is_conflict() {
+            409
+        } else if self.is_invalid() {
+            422
+        } else {
+            match self {
+                StoreError::UserDisabled(_)
+                | StoreError::ProvisionNotAllowed { .. }
+                | StoreError::NoProfile(_) => 403,
+                StoreError::Busy | StoreError::Conflict(_) => 503,
+                _ => 500,
+            }
+        }
+    }
+
+    /// The field an [`StoreError::Invalid`] or [`StoreError::Duplicate`] error is about.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Invalid { field, .. } | StoreError::Duplicate { field, .. } => Some(field),
+            StoreError::UserExists(_) => Some("user_id"),
+            StoreError::ExtensionTaken { .. } => Some("extension"),
+            StoreError::SelfProvIdTaken { .. } => Some("selfprov_id"),
+            _ => None,
+        }
     }
 
     /// True when retrying the same request later may succeed.
@@ -154,6 +237,33 @@ mod tests {
         assert!(StoreError::UserExists("x".into()).is_conflict());
         assert!(!StoreError::Busy.is_conflict());
         assert!(StoreError::Busy.is_transient());
+        let nf = StoreError::NotFound {
+            what: "line",
+            id: 4,
+        };
+        assert_eq!(
+            (nf.http_status(), nf.to_string().as_str()),
+            (404, "no line with ID 4")
+        );
+        let dup = StoreError::Duplicate {
+            what: "device",
+            field: "mac",
+            value: "0011".into(),
+        };
+        assert_eq!((dup.http_status(), dup.field()), (409, Some("mac")));
+        let inv = StoreError::Invalid {
+            field: "order",
+            message: "x".into(),
+        };
+        assert_eq!(inv.http_status(), 422);
+        assert_eq!(
+            StoreError::DeviceLimit {
+                user: "j".into(),
+                max: 1
+            }
+            .http_status(),
+            409
+        );
         assert!(StoreError::UserExists("jdoe".into())
             .to_string()
             .contains("user jdoe already exists"));

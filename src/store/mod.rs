@@ -1,29 +1,48 @@
-//! The persistent store: users, devices and bindings. SQLite (WAL) is the embedded default;
-//! the interface does not assume SQLite.
+//! The persistent store: users, devices and bindings, and the admin domain around them (lines,
+//! SIP endpoints, universal device and line templates, user profiles, self-provisioning
+//! settings, API tokens, the audit trail). SQLite (WAL) is the embedded default; PostgreSQL
+//! serves deployments with several selfprov nodes sharing one database.
 //!
 //! [`Store`] wraps a pool of either backend. Every query is written once, in SQL both SQLite and
 //! PostgreSQL accept (`$N` parameters, `RETURNING`, `COALESCE`), and the [`with_pool!`] macro
 //! instantiates the body for each concrete pool type: sqlx's typed API is then checked by the
 //! compiler for both backends without a wall of generic bounds. Only starting a write
-//! transaction differs per backend ([`WritePool`]).
+//! transaction differs per backend ([`WritePool`]). Rows are decoded by column name inside
+//! those bodies (the `*_from_row!` macros), so one decoder serves both backends.
 //!
 //! Concurrency: the CLI and the server use the same SQLite file at once. Every write transaction
 //! takes the write lock up front (`BEGIN IMMEDIATE` on SQLite, a transaction-scoped advisory lock
 //! on PostgreSQL), so a read-then-write (find the device, then create it) can neither deadlock on
 //! a lock upgrade nor interleave with another binder: two phones racing to bind the same new
-//! device end up as one row. Waiting writers queue for the busy timeout.
+//! device end up as one row. Waiting writers queue for the busy timeout. Uniqueness (extension,
+//! MAC, names...) is checked inside those transactions, so a clash is reported as a precise
+//! [`StoreError`] rather than a raw constraint violation.
 //!
 //! Migrations are embedded in the binary (`include_str!`, so it runs from any directory) and
 //! applied under the same write lock, in a small versioned table with checksums.
+//!
+//! The methods are spread over files by resource: `users.rs`, `devices.rs`, `binding.rs`,
+//! `lines.rs` (lines, SIP endpoints, associations), `templates.rs` (templates, profiles),
+//! `admin.rs` (settings, API tokens, audit), with the list helper in `list.rs`.
 
 mod error;
 mod migrations;
 mod model;
+mod records;
 
+pub use admin::AuditListArg;
 pub use error::StoreError;
 pub use model::{
-    format_time, AuditEvent, AuditOutcome, AuthMethod, Device, DeviceState, Line, NewUser, User,
+    format_time, AuditEvent, AuditOutcome, AuthMethod, Device, DeviceLine, DeviceState, NewUser,
+    User, UserInput,
 };
+pub use records::{
+    rfc3339, ApiToken, AuditQuery, BindOptions, Binding, CallForward, CallForwards, DeviceTemplate,
+    DeviceType, Line, LineTemplate, ListQuery, NewDevice, NewDeviceTemplate, NewLine,
+    NewLineTemplate, NewSipEndpoint, NewUserProfile, Page, Protocol, SecurityProfile,
+    SelfProvSettings, SipEndpoint, SortDirection, SpeedDial, Transport, UserProfile,
+};
+pub use users::UserRef;
 
 use crate::provisioning::identify::DeviceIdentity;
 use error::redact_url;
@@ -33,7 +52,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Database, Transaction};
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -108,87 +126,110 @@ impl WritePool for PgPool {
     }
 }
 
-/// Columns of a user row, in the order of [`UserRow`].
-macro_rules! user_columns {
-    () => {
-        "SELECT id, user_id, selfprov_id, first_name, last_name, extension, pin_hash, \
-         selfprov_enabled, created_at FROM users"
+/// Reads column `$name` of `$row` as the type the context needs.
+macro_rules! col {
+    ($row:expr, $name:literal) => {
+        sqlx::Row::try_get($row, $name)?
     };
 }
 
-type UserRow = (
-    i64,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    bool,
-    i64,
-);
-
-fn user_from_row(r: UserRow) -> User {
-    User {
-        id: r.0,
-        user_id: r.1,
-        selfprov_id: r.2,
-        first_name: r.3,
-        last_name: r.4,
-        extension: r.5,
-        pin_hash: r.6,
-        selfprov_enabled: r.7,
-        created_at: from_millis(r.8),
-    }
+/// Columns of a user row, for [`user_from_row!`].
+macro_rules! user_columns {
+    () => {
+        "SELECT id, user_id, selfprov_id, first_name, last_name, extension, pin_hash, \
+         selfprov_enabled, created_at, profile_id, password_hash FROM users"
+    };
 }
 
-/// Columns of a device row with its owner's user ID, in the order of [`DeviceRow`].
+/// Decodes a row of [`user_columns!`] into a [`User`]; yields `Result<User, StoreError>`.
+macro_rules! user_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        (|| -> Result<User, StoreError> {
+            Ok(User {
+                id: col!(r, "id"),
+                user_id: col!(r, "user_id"),
+                selfprov_id: col!(r, "selfprov_id"),
+                first_name: col!(r, "first_name"),
+                last_name: col!(r, "last_name"),
+                extension: col!(r, "extension"),
+                pin_hash: col!(r, "pin_hash"),
+                selfprov_enabled: col!(r, "selfprov_enabled"),
+                created_at: from_millis(col!(r, "created_at")),
+                profile_id: col!(r, "profile_id"),
+                password_hash: col!(r, "password_hash"),
+            })
+        })()
+    }};
+}
+
+/// Columns of a device row with its owner's user ID, for [`device_from_row!`].
 macro_rules! device_columns {
     () => {
         "SELECT d.id, d.mac, d.device_name, d.vendor, d.model, d.firmware, d.user_agent, \
-         d.sip_identity, u.user_id, d.state, d.created_at, d.last_seen \
+         d.sip_identity, u.user_id AS owner, d.owner_id, d.state, d.protocol, d.device_type, \
+         d.description, d.template_id, d.created_at, d.last_seen \
          FROM devices d LEFT JOIN users u ON u.id = d.owner_id"
     };
 }
 
-type DeviceRow = (
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    String,
-    i64,
-    i64,
-);
-
-fn device_from_row(r: DeviceRow, lines: Vec<Line>) -> Result<Device, StoreError> {
-    Ok(Device {
-        id: r.0,
-        mac: r.1,
-        device_name: r.2,
-        vendor: r.3,
-        model: r.4,
-        firmware: r.5,
-        user_agent: r.6,
-        sip_identity: r.7,
-        owner: r.8,
-        state: r.9.parse().map_err(StoreError::Corrupt)?,
-        lines,
-        created_at: from_millis(r.10),
-        last_seen: from_millis(r.11),
-    })
+/// Decodes a row of [`device_columns!`] (lines are added later); yields
+/// `Result<Device, StoreError>`.
+macro_rules! device_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        (|| -> Result<Device, StoreError> {
+            let state: String = col!(r, "state");
+            let protocol: String = col!(r, "protocol");
+            let device_type: String = col!(r, "device_type");
+            Ok(Device {
+                id: col!(r, "id"),
+                mac: col!(r, "mac"),
+                device_name: col!(r, "device_name"),
+                vendor: col!(r, "vendor"),
+                model: col!(r, "model"),
+                firmware: col!(r, "firmware"),
+                user_agent: col!(r, "user_agent"),
+                sip_identity: col!(r, "sip_identity"),
+                owner: col!(r, "owner"),
+                owner_id: col!(r, "owner_id"),
+                state: state.parse().map_err(StoreError::Corrupt)?,
+                protocol: protocol.parse().map_err(StoreError::Corrupt)?,
+                device_type: device_type.parse().map_err(StoreError::Corrupt)?,
+                description: col!(r, "description"),
+                template_id: col!(r, "template_id"),
+                lines: Vec::new(),
+                created_at: from_millis(col!(r, "created_at")),
+                last_seen: from_millis(col!(r, "last_seen")),
+            })
+        })()
+    }};
 }
 
-fn line_from_row((position, number): (i64, String)) -> Line {
-    Line {
-        position: u32::try_from(position).unwrap_or(0),
-        number,
-    }
+/// The lines of devices, as `(device_id, DeviceLine)` rows: `SELECT` + this + a `WHERE`.
+/// The number and label come from the line when there is one (they follow later edits).
+const DEVICE_LINE_SELECT: &str = "SELECT dl.device_id, dl.position, \
+     COALESCE(l.number, dl.number) AS number, dl.line_id, COALESCE(l.label, '') AS label \
+     FROM device_lines dl LEFT JOIN lines l ON l.id = dl.line_id";
+
+/// Decodes a row of [`DEVICE_LINE_SELECT`]; yields `Result<(i64, DeviceLine), StoreError>`.
+macro_rules! device_line_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        (|| -> Result<(i64, DeviceLine), StoreError> {
+            let position: i64 = col!(r, "position");
+            Ok((
+                col!(r, "device_id"),
+                DeviceLine {
+                    position: u32::try_from(position)
+                        .map_err(|_| StoreError::Corrupt(format!("line position {position}")))?,
+                    number: col!(r, "number"),
+                    line_id: col!(r, "line_id"),
+                    label: col!(r, "label"),
+                },
+            ))
+        })()
+    }};
 }
 
 /// Finds the stored device a phone is, inside a transaction: by MAC; else by device name (only
@@ -269,6 +310,14 @@ macro_rules! unbind_in_tx {
             .await?;
     }};
 }
+
+mod admin;
+mod binding;
+mod devices;
+mod lines;
+mod list;
+mod templates;
+mod users;
 
 impl Store {
     /// Opens (creating if needed) the store at `url` and brings its schema up to date.
@@ -395,486 +444,6 @@ impl Store {
             Ok(())
         })
     }
-
-    // ----------------------------------------------------------------------------------------
-    // Users
-    // ----------------------------------------------------------------------------------------
-
-    /// Adds a user. Refuses (with a conflict error) a user ID, self-provisioning ID or extension
-    /// already taken, and a self-provisioning ID equal to another user's user ID (or the
-    /// reverse): the IVR looks up either, so such a pair would be ambiguous.
-    pub async fn add_user(&self, new: NewUser) -> Result<User, StoreError> {
-        validate_new_user(&new)?;
-        let created = now_millis();
-        let id = with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let clashes: Vec<(String, Option<String>, String)> = sqlx::query_as(
-                "SELECT user_id, selfprov_id, extension FROM users \
-                 WHERE user_id = $1 OR extension = $2 OR selfprov_id = $3 \
-                 OR selfprov_id = $1 OR user_id = $3",
-            )
-            .bind(new.user_id.as_str())
-            .bind(new.extension.as_str())
-            .bind(new.selfprov_id.as_deref())
-            .fetch_all(&mut *tx)
-            .await?;
-            check_clashes(&new, &clashes)?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO users (user_id, selfprov_id, first_name, last_name, extension, pin_hash, \
-                 selfprov_enabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            )
-            .bind(new.user_id.as_str())
-            .bind(new.selfprov_id.as_deref())
-            .bind(new.first_name.as_str())
-            .bind(new.last_name.as_str())
-            .bind(new.extension.as_str())
-            .bind(new.pin_hash.as_deref())
-            .bind(new.selfprov_enabled)
-            .bind(created)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            id
-        });
-        Ok(User {
-            id,
-            user_id: new.user_id,
-            selfprov_id: new.selfprov_id,
-            first_name: new.first_name,
-            last_name: new.last_name,
-            extension: new.extension,
-            pin_hash: new.pin_hash,
-            selfprov_enabled: new.selfprov_enabled,
-            created_at: from_millis(created),
-        })
-    }
-
-    /// Every user, by user ID.
-    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows: Vec<UserRow> = with_pool!(self, |pool| {
-            sqlx::query_as(concat!(user_columns!(), " ORDER BY user_id"))
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(rows.into_iter().map(user_from_row).collect())
-    }
-
-    /// The user with this user ID.
-    pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = with_pool!(self, |pool| {
-            sqlx::query_as(concat!(user_columns!(), " WHERE user_id = $1"))
-                .bind(user_id)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(row.map(user_from_row))
-    }
-
-    /// The user a caller means by the digits typed at the IVR: the user whose self-provisioning
-    /// ID is `digits`, else the user whose user ID is `digits`. `None` for no match or for input
-    /// that is not 1 to 32 digits. The caller must still check `selfprov_enabled` and the PIN.
-    pub async fn find_user_for_ivr(&self, digits: &str) -> Result<Option<User>, StoreError> {
-        if digits.is_empty()
-            || digits.len() > MAX_DIGITS
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Ok(None);
-        }
-        let row: Option<UserRow> = with_pool!(self, |pool| {
-            sqlx::query_as(concat!(
-                user_columns!(),
-                " WHERE selfprov_id = $1 OR user_id = $1 \
-                 ORDER BY CASE WHEN selfprov_id = $1 THEN 0 ELSE 1 END LIMIT 1"
-            ))
-            .bind(digits)
-            .fetch_optional(pool)
-            .await?
-        });
-        Ok(row.map(user_from_row))
-    }
-
-    /// Removes a user and unbinds their phones (owner cleared, lines removed, state back to
-    /// autoprov, an `unbound` audit event each). False when there was no such user.
-    pub async fn remove_user(&self, user_id: &str) -> Result<bool, StoreError> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(id) = id else {
-                return Ok(false);
-            };
-            let devices: Vec<(i64, Option<String>, Option<String>, String)> = sqlx::query_as(
-                "SELECT id, mac, device_name, sip_identity FROM devices WHERE owner_id = $1",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (device_id, mac, name, sip_identity) in &devices {
-                let key = mac.as_deref().or(name.as_deref()).unwrap_or(sip_identity);
-                unbind_in_tx!(tx, *device_id);
-                insert_audit!(
-                    tx,
-                    Some(*device_id),
-                    key,
-                    Some(user_id),
-                    None,
-                    AuditOutcome::Unbound,
-                    "user removed"
-                );
-            }
-            sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
-    // ----------------------------------------------------------------------------------------
-    // Devices
-    // ----------------------------------------------------------------------------------------
-
-    /// Every device with its owner's user ID and its lines, oldest first.
-    pub async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        let (rows, lines): (Vec<DeviceRow>, Vec<(i64, i64, String)>) = with_pool!(self, |pool| {
-            // One read transaction: devices and lines from the same snapshot.
-            let mut tx = pool.begin().await?;
-            let rows = sqlx::query_as(concat!(device_columns!(), " ORDER BY d.id"))
-                .fetch_all(&mut *tx)
-                .await?;
-            let lines = sqlx::query_as(
-                "SELECT device_id, position, number FROM device_lines ORDER BY device_id, position",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            (rows, lines)
-        });
-        let mut by_device: HashMap<i64, Vec<Line>> = HashMap::new();
-        for (device_id, position, number) in lines {
-            by_device
-                .entry(device_id)
-                .or_default()
-                .push(line_from_row((position, number)));
-        }
-        rows.into_iter()
-            .map(|r| {
-                let lines = by_device.remove(&r.0).unwrap_or_default();
-                device_from_row(r, lines)
-            })
-            .collect()
-    }
-
-    /// One device by its store ID.
-    pub async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
-        let (row, lines): (Option<DeviceRow>, Vec<(i64, String)>) = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let row = sqlx::query_as(concat!(device_columns!(), " WHERE d.id = $1"))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let lines = sqlx::query_as(
-                "SELECT position, number FROM device_lines WHERE device_id = $1 ORDER BY position",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            (row, lines)
-        });
-        row.map(|r| device_from_row(r, lines.into_iter().map(line_from_row).collect()))
-            .transpose()
-    }
-
-    /// Binds the calling phone to a user, in one transaction: finds the device (by MAC, else
-    /// device name, else SIP identity, as described at `find_device!`) or creates it; records what the
-    /// phone said about itself; makes the user its owner with line 1 = the user's extension;
-    /// sets state `provisioning`; and writes a `bound` audit event.
-    ///
-    /// Binding a phone again to its owner succeeds (idempotent; state goes back to
-    /// `provisioning` so the phone is configured again). A phone bound to another user is
-    /// refused with [`StoreError::AlreadyBound`]; an unknown or disabled user with
-    /// [`StoreError::UnknownUser`] / [`StoreError::UserDisabled`]. Refusals write their own
-    /// audit event (and nothing else); any failure rolls everything back.
-    pub async fn bind_device(
-        &self,
-        identity: &DeviceIdentity,
-        user_id: &str,
-        auth: AuthMethod,
-    ) -> Result<Device, StoreError> {
-        validate_identity(identity)?;
-        let key = identity.key().to_string();
-        let outcome: Result<i64, StoreError> = with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let user: Option<(i64, String, bool)> = sqlx::query_as(
-                "SELECT id, extension, selfprov_enabled FROM users WHERE user_id = $1",
-            )
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let found = find_device!(tx, identity);
-            let device_id = found.map(|(id, _)| id);
-            let refusal = match (&user, found) {
-                (None, _) => Some((
-                    AuditOutcome::UnknownUser,
-                    StoreError::UnknownUser(user_id.to_string()),
-                )),
-                (Some((_, _, false)), _) => Some((
-                    AuditOutcome::UserDisabled,
-                    StoreError::UserDisabled(user_id.to_string()),
-                )),
-                (Some((uid, _, true)), Some((_, Some(owner)))) if owner != *uid => {
-                    let owner_name: Option<String> =
-                        sqlx::query_scalar("SELECT user_id FROM users WHERE id = $1")
-                            .bind(owner)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let owner = owner_name.unwrap_or_else(|| format!("#{owner}"));
-                    Some((
-                        AuditOutcome::AlreadyBound,
-                        StoreError::AlreadyBound {
-                            device: key.clone(),
-                            owner,
-                        },
-                    ))
-                }
-                _ => None,
-            };
-            if let Some((audit_outcome, err)) = refusal {
-                // Nothing of the attempt is kept but its audit event.
-                tx.rollback().await?;
-                let mut tx = pool.begin_write().await?;
-                let detail = match &err {
-                    StoreError::AlreadyBound { owner, .. } => {
-                        format!("phone is bound to user {owner}")
-                    }
-                    _ => String::new(),
-                };
-                insert_audit!(
-                    tx,
-                    device_id,
-                    key.as_str(),
-                    Some(user_id),
-                    Some(auth),
-                    audit_outcome,
-                    detail
-                );
-                tx.commit().await?;
-                Err(err)
-            } else {
-                let Some((owner_id, extension, _)) = user else {
-                    return Err(StoreError::UnknownUser(user_id.to_string()));
-                };
-                let now = now_millis();
-                let (id, detail) = match found {
-                    Some((id, previous_owner)) => {
-                        sqlx::query(
-                            "UPDATE devices SET mac = COALESCE(mac, $2), \
-                             device_name = COALESCE($3, device_name), vendor = COALESCE($4, vendor), \
-                             model = COALESCE($5, model), firmware = COALESCE($6, firmware), \
-                             user_agent = COALESCE($7, user_agent), sip_identity = $8, \
-                             owner_id = $9, state = $10, last_seen = $11 WHERE id = $1",
-                        )
-                        .bind(id)
-                        .bind(identity.mac.as_deref())
-                        .bind(identity.device_name.as_deref())
-                        .bind(identity.vendor.as_deref())
-                        .bind(identity.model.as_deref())
-                        .bind(identity.firmware.as_deref())
-                        .bind(identity.user_agent.as_deref())
-                        .bind(identity.sip_identity.as_str())
-                        .bind(owner_id)
-                        .bind(DeviceState::Provisioning.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        let detail = if previous_owner == Some(owner_id) {
-                            format!("bound again to the same user; line 1 = {extension}")
-                        } else {
-                            format!("line 1 = {extension}")
-                        };
-                        (id, detail)
-                    }
-                    None => {
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO devices (mac, device_name, vendor, model, firmware, user_agent, \
-                             sip_identity, owner_id, state, created_at, last_seen) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
-                        )
-                        .bind(identity.mac.as_deref())
-                        .bind(identity.device_name.as_deref())
-                        .bind(identity.vendor.as_deref())
-                        .bind(identity.model.as_deref())
-                        .bind(identity.firmware.as_deref())
-                        .bind(identity.user_agent.as_deref())
-                        .bind(identity.sip_identity.as_str())
-                        .bind(owner_id)
-                        .bind(DeviceState::Provisioning.as_str())
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        (id, format!("new device; line 1 = {extension}"))
-                    }
-                };
-                sqlx::query("DELETE FROM device_lines WHERE device_id = $1 AND position = 1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO device_lines (device_id, position, number) VALUES ($1, 1, $2)",
-                )
-                .bind(id)
-                .bind(extension.as_str())
-                .execute(&mut *tx)
-                .await?;
-                insert_audit!(
-                    tx,
-                    Some(id),
-                    key.as_str(),
-                    Some(user_id),
-                    Some(auth),
-                    AuditOutcome::Bound,
-                    detail
-                );
-                tx.commit().await?;
-                Ok(id)
-            }
-        });
-        let id = outcome?;
-        self.get_device(id).await?.ok_or_else(|| {
-            StoreError::Conflict(format!("device {id} was removed right after it was bound"))
-        })
-    }
-
-    /// Removes a device's binding: owner cleared, lines removed, state `autoprov`, and an
-    /// `unbound` audit event. False when there is no such device.
-    pub async fn unbind_device(&self, device_id: i64, detail: &str) -> Result<bool, StoreError> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            // mac, device name, SIP identity, owner's user ID
-            type Row = (Option<String>, Option<String>, String, Option<String>);
-            let row: Option<Row> = sqlx::query_as(
-                "SELECT d.mac, d.device_name, d.sip_identity, u.user_id FROM devices d \
-                 LEFT JOIN users u ON u.id = d.owner_id WHERE d.id = $1",
-            )
-            .bind(device_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((mac, name, sip_identity, owner)) = row else {
-                return Ok(false);
-            };
-            let key = mac.as_deref().or(name.as_deref()).unwrap_or(&sip_identity);
-            unbind_in_tx!(tx, device_id);
-            insert_audit!(
-                tx,
-                Some(device_id),
-                key,
-                owner.as_deref(),
-                None,
-                AuditOutcome::Unbound,
-                detail
-            );
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
-    /// Sets a device's state (the server: `provisioned` once the phone took its new
-    /// configuration, `error` when it did not). False when there is no such device.
-    pub async fn set_device_state(
-        &self,
-        device_id: i64,
-        state: DeviceState,
-    ) -> Result<bool, StoreError> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let done = sqlx::query("UPDATE devices SET state = $2, last_seen = $3 WHERE id = $1")
-                .bind(device_id)
-                .bind(state.as_str())
-                .bind(now_millis())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(done.rows_affected() > 0)
-        })
-    }
-
-    // ----------------------------------------------------------------------------------------
-    // Audit
-    // ----------------------------------------------------------------------------------------
-
-    /// Records an attempt that did not reach [`Store::bind_device`] (unknown ID, wrong PIN or
-    /// admin code, too many attempts, hang-up...). Links it to the stored device when the phone
-    /// is known. `detail` is free text for operators: NEVER put the digits a caller typed in it.
-    pub async fn record_audit(
-        &self,
-        identity: &DeviceIdentity,
-        user_id: Option<&str>,
-        auth: Option<AuthMethod>,
-        outcome: AuditOutcome,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        let key = identity.key().to_string();
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let found = find_device!(tx, identity);
-            insert_audit!(
-                tx,
-                found.map(|(id, _)| id),
-                key.as_str(),
-                user_id,
-                auth,
-                outcome,
-                detail
-            );
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// The latest audit events, newest first.
-    pub async fn list_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-        type Row = (
-            i64,
-            i64,
-            Option<i64>,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-            String,
-        );
-        let rows: Vec<Row> = with_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT id, time, device_id, device, user_id, auth_method, outcome, detail \
-                 FROM audit_events ORDER BY id DESC LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-        });
-        rows.into_iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    id: r.0,
-                    time: from_millis(r.1),
-                    device_id: r.2,
-                    device: r.3,
-                    user_id: r.4,
-                    auth_method: r
-                        .5
-                        .map(|a| a.parse())
-                        .transpose()
-                        .map_err(StoreError::Corrupt)?,
-                    outcome: r.6,
-                    detail: r.7,
-                })
-            })
-            .collect()
-    }
 }
 
 async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
@@ -920,6 +489,11 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .map_err(|e| open_err(format!("{e}: check that the path in store.url is writable")))
 }
 
+/// A count or number read from the store as `u32` ([`StoreError::Corrupt`] when out of range).
+fn to_u32(v: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is out of range")))
+}
+
 fn validate_text(field: &'static str, value: &str, required: bool) -> Result<(), StoreError> {
     let invalid = |message: String| Err(StoreError::Invalid { field, message });
     if required && value.trim().is_empty() {
@@ -946,7 +520,7 @@ fn validate_digits(field: &'static str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn validate_new_user(new: &NewUser) -> Result<(), StoreError> {
+fn validate_new_user(new: &UserInput) -> Result<(), StoreError> {
     validate_text("user ID", &new.user_id, true)?;
     if new.user_id.trim() != new.user_id || new.user_id.contains(char::is_whitespace) {
         return Err(StoreError::Invalid {
@@ -960,11 +534,14 @@ fn validate_new_user(new: &NewUser) -> Result<(), StoreError> {
     if let Some(sp) = &new.selfprov_id {
         validate_digits("self-provisioning ID", sp)?;
     }
-    if let Some(h) = &new.pin_hash {
-        if !h.starts_with("$argon2") {
+    for (field, hash) in [
+        ("PIN hash", &new.pin_hash),
+        ("password hash", &new.password_hash),
+    ] {
+        if hash.as_ref().is_some_and(|h| !h.starts_with("$argon2")) {
             return Err(StoreError::Invalid {
-                field: "PIN hash",
-                message: "must be an argon2 PHC string (hash the PIN first)".into(),
+                field,
+                message: "must be an argon2 PHC string (hash the secret first)".into(),
             });
         }
     }
@@ -972,7 +549,7 @@ fn validate_new_user(new: &NewUser) -> Result<(), StoreError> {
 }
 
 fn check_clashes(
-    new: &NewUser,
+    new: &UserInput,
     clashes: &[(String, Option<String>, String)],
 ) -> Result<(), StoreError> {
     if clashes.iter().any(|(u, _, _)| *u == new.user_id) {

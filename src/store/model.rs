@@ -1,6 +1,10 @@
 //! The records the store holds and hands out: users, devices with their lines, audit events,
-//! and the small enums stored as text (device state, auth method, audit outcome).
+//! and the small enums stored as text (device state, auth method, audit outcome). The admin
+//! domain's other records (lines, endpoints, templates, profiles...) are in `records.rs`.
+//! Everything derives serde for the REST API; secrets are `skip_serializing`.
 
+use super::records::{rfc3339, DeviceType, Protocol};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,8 +36,60 @@ impl fmt::Debug for NewUser {
     }
 }
 
-/// A stored user. `Debug` never shows the PIN hash.
-#[derive(Clone, PartialEq, Eq)]
+/// A user to create through the admin API, or the full new content of one: [`NewUser`] (kept
+/// as it was for the CLI) plus the user profile and the web-login password hash.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserInput {
+    pub user_id: String,
+    pub selfprov_id: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    pub extension: String,
+    /// argon2 PHC string of the PIN. On update, `None` keeps the stored PIN (a client never
+    /// sees the hash, so it could not send it back); every other field is replaced.
+    #[serde(skip_serializing)]
+    pub pin_hash: Option<String>,
+    /// argon2 PHC string of the web-login password; on update `None` keeps the stored one.
+    #[serde(skip_serializing)]
+    pub password_hash: Option<String>,
+    pub selfprov_enabled: bool,
+    /// `None`: the settings' default profile applies.
+    pub profile_id: Option<i64>,
+}
+
+impl fmt::Debug for UserInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserInput")
+            .field("user_id", &self.user_id)
+            .field("selfprov_id", &self.selfprov_id)
+            .field("extension", &self.extension)
+            .field("has_pin", &self.pin_hash.is_some())
+            .field("has_password", &self.password_hash.is_some())
+            .field("selfprov_enabled", &self.selfprov_enabled)
+            .field("profile_id", &self.profile_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<NewUser> for UserInput {
+    fn from(n: NewUser) -> Self {
+        UserInput {
+            user_id: n.user_id,
+            selfprov_id: n.selfprov_id,
+            first_name: n.first_name,
+            last_name: n.last_name,
+            extension: n.extension,
+            pin_hash: n.pin_hash,
+            password_hash: None,
+            selfprov_enabled: n.selfprov_enabled,
+            profile_id: None,
+        }
+    }
+}
+
+/// A stored user. `Debug` and serde never show the PIN or password hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: i64,
     pub user_id: String,
@@ -42,10 +98,17 @@ pub struct User {
     pub last_name: String,
     pub extension: String,
     /// argon2 PHC string; `None`: the user has no PIN (secure modes refuse them a PIN login).
+    #[serde(skip_serializing, default)]
     pub pin_hash: Option<String>,
     /// False: the user may not self-provision (the IVR refuses, and so does `bind_device`).
     pub selfprov_enabled: bool,
+    #[serde(with = "rfc3339")]
     pub created_at: SystemTime,
+    /// `None`: the settings' default profile applies.
+    pub profile_id: Option<i64>,
+    /// argon2 PHC string of the web-login password.
+    #[serde(skip_serializing, default)]
+    pub password_hash: Option<String>,
 }
 
 impl fmt::Debug for User {
@@ -60,13 +123,16 @@ impl fmt::Debug for User {
             .field("has_pin", &self.pin_hash.is_some())
             .field("selfprov_enabled", &self.selfprov_enabled)
             .field("created_at", &format_time(self.created_at))
+            .field("profile_id", &self.profile_id)
+            .field("has_password", &self.password_hash.is_some())
             .finish()
     }
 }
 
 /// Where a device is in its life: unknown phone in autoprov mode, bound and waiting for its new
 /// configuration, provisioned, or failed to provision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     Autoprov,
     Provisioning,
@@ -105,14 +171,19 @@ impl FromStr for DeviceState {
 }
 
 /// One line key of a phone: position 1 is the primary line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceLine {
     pub position: u32,
+    /// The line's directory number.
     pub number: String,
+    /// The line (`None` only for bindings made before lines existed, schema version 1).
+    pub line_id: Option<i64>,
+    /// The line's label.
+    pub label: String,
 }
 
 /// A stored device with its owner's user ID and its lines (by position).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     pub id: i64,
     pub mac: Option<String>,
@@ -124,15 +195,26 @@ pub struct Device {
     pub sip_identity: String,
     /// The owner's `user_id`.
     pub owner: Option<String>,
+    /// The owner's store ID.
+    pub owner_id: Option<i64>,
     pub state: DeviceState,
-    pub lines: Vec<Line>,
+    pub protocol: Protocol,
+    pub device_type: DeviceType,
+    /// Expanded from the device template's description pattern when bound.
+    pub description: String,
+    /// The universal device template applied.
+    pub template_id: Option<i64>,
+    pub lines: Vec<DeviceLine>,
+    #[serde(with = "rfc3339")]
     pub created_at: SystemTime,
+    #[serde(with = "rfc3339")]
     pub last_seen: SystemTime,
 }
 
 /// How the caller proved the right to bind: nothing (non-secure mode), the user's PIN, or the
 /// administrator's code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
     None,
     Pin,
@@ -168,10 +250,17 @@ impl FromStr for AuthMethod {
 }
 
 /// What happened in an audited attempt. Stored as its kebab-case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AuditOutcome {
     /// The phone was bound (or bound again to the same user).
     Bound,
+    /// The phone, bound to another user, was taken over with the admin code.
+    Takeover,
+    /// Refused: the user already has as many devices as the profile allows.
+    DeviceLimit,
+    /// Refused: the user's profile does not allow self-provisioning.
+    NotAllowed,
     /// The phone's binding was removed (user removed or device unbound).
     Unbound,
     /// Refused: the phone belongs to another user.
@@ -198,6 +287,9 @@ impl AuditOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditOutcome::Bound => "bound",
+            AuditOutcome::Takeover => "takeover",
+            AuditOutcome::DeviceLimit => "device-limit",
+            AuditOutcome::NotAllowed => "not-allowed",
             AuditOutcome::Unbound => "unbound",
             AuditOutcome::AlreadyBound => "already-bound",
             AuditOutcome::UnknownUser => "unknown-user",
@@ -219,9 +311,10 @@ impl fmt::Display for AuditOutcome {
 }
 
 /// One audit-trail entry, as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub id: i64,
+    #[serde(with = "rfc3339")]
     pub time: SystemTime,
     pub device_id: Option<i64>,
     /// The key the phone identified itself by (MAC, device name or SIP identity).
@@ -303,9 +396,17 @@ mod tests {
             pin_hash: Some("$argon2id$v=19$secret".into()),
             selfprov_enabled: true,
             created_at: UNIX_EPOCH,
+            profile_id: None,
+            password_hash: Some("$argon2id$v=19$pw".into()),
         };
         let d = format!("{u:?}");
         assert!(!d.contains("argon2"), "{d}");
         assert!(d.contains("has_pin: true"), "{d}");
+        let j = serde_json::to_string(&u).unwrap();
+        assert!(!j.contains("argon2"), "{j}");
+        assert!(
+            j.contains("\"created_at\":\"1970-01-01T00:00:00.000Z\""),
+            "{j}"
+        );
     }
 }
