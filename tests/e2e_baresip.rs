@@ -100,6 +100,16 @@ fn baresip_provisions_and_hears_the_welcome_prompt() {
         active * 100.0,
         lag as f64 / f64::from(rec.rate)
     );
+    // ... and after the confirmation, "this phone is now assigned to extension": searched in
+    // the last 14 s (the success prompts take about 8.5 s, then the server hangs up).
+    let success = read_wav(&prompt_wav("success"));
+    let tail_start = rec.samples.len().saturating_sub(14 * rec.rate as usize);
+    let (ncc_success, _) = best_correlation(&rec.samples[tail_start..], &success.samples);
+    eprintln!("success prompt NCC {ncc_success:.3}");
+    assert!(
+        ncc_success >= NCC_THRESHOLD,
+        "the phone did not hear the success prompt before the hang-up: NCC {ncc_success:.3}"
+    );
     assert!(
         ncc >= NCC_THRESHOLD,
         "the audio baresip received does not match the welcome prompt: NCC {ncc:.3} < \

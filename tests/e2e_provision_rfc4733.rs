@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::pcap::{write_rfc4733, AudioFill, Rfc4733Options};
-use common::server::{Server, JDOE};
+use common::pcap::{write_rfc4733, AudioFill, KeyPlan, Rfc4733Options};
+use common::server::{Server, ServerOptions, JDOE};
 use common::sipp::Sipp;
 use common::{provisioning_keys_after, LEAD_MS, SUCCESS_PROMPT_MIN_MS};
 
@@ -82,4 +82,53 @@ fn provisions_with_pt96_events_amid_continuous_audio_and_wrapping_counters() {
         },
         "0004f2d4e5f6",
     );
+}
+
+/// Runs one RFC 4733 call with `plan` against a server with `opts` and checks the binding.
+fn provision_with(opts: &ServerOptions, plan: &KeyPlan, what: &str) {
+    let mut server = Server::start_with(opts);
+    server.add_user(&JDOE);
+    let pcap = server.dir.path().join("keys.pcap");
+    let summary = write_rfc4733(&pcap, plan, &Rfc4733Options::default());
+    let outcome = Sipp::new("uac_dtmf_rfc4733.xml")
+        .key("pcap", pcap.display())
+        .set("lead_ms", LEAD_MS)
+        .run(server.sip, server.dir.path());
+    outcome.assert_success(&format!("{what}: keys {}", summary.keys));
+    let min_ms = LEAD_MS + summary.duration_ms + SUCCESS_PROMPT_MIN_MS;
+    assert!(
+        outcome.run.elapsed.as_millis() >= u128::from(min_ms),
+        "{what}: the call ended after {:?}, before the success prompt could have played",
+        outcome.run.elapsed
+    );
+    server.assert_bound("jdoe", "1001");
+    server.assert_alive();
+}
+
+#[test]
+fn provisions_with_the_admin_code_instead_of_the_pin() {
+    // "Please enter your PIN, or the administrator authentication code" (6 s): typed into it.
+    let plan = KeyPlan::new()
+        .keys("1001#")
+        .silence(1_500)
+        .keys("123456#")
+        .silence(5_500)
+        .keys("1");
+    let opts = ServerOptions {
+        auth_mode: "secure-users-and-admins",
+        admin_auth_code: Some("123456".into()),
+        ..ServerOptions::default()
+    };
+    provision_with(&opts, &plan, "secure-users-and-admins, admin code");
+}
+
+#[test]
+fn provisions_in_non_secure_mode_with_the_id_alone() {
+    // No PIN step: the confirmation follows the ID.
+    let plan = KeyPlan::new().keys("1001#").silence(5_500).keys("1");
+    let opts = ServerOptions {
+        auth_mode: "non-secure",
+        ..ServerOptions::default()
+    };
+    provision_with(&opts, &plan, "non-secure mode");
 }
