@@ -278,21 +278,21 @@ impl Store {
         );
         let dev_sql =
             format!("SELECT line_id, device_id FROM device_lines WHERE line_id IN ({list})");
-        let (users, sips, devices): (Vec<(i64, i64)>, Vec<(i64, i64)>, Vec<(i64, i64)>) =
-            with_pool!(self, |pool| {
-                let mut tx = pool.begin().await?;
-                let users = sqlx::query_as(sqlx::AssertSqlSafe(users_sql))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let sips = sqlx::query_as(sqlx::AssertSqlSafe(sip_sql))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let devices = sqlx::query_as(sqlx::AssertSqlSafe(dev_sql))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                (users, sips, devices)
-            });
+        type Pairs = Vec<(i64, i64)>;
+        let (users, sips, devices): (Pairs, Pairs, Pairs) = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let users = sqlx::query_as(sqlx::AssertSqlSafe(users_sql))
+                .fetch_all(&mut *tx)
+                .await?;
+            let sips = sqlx::query_as(sqlx::AssertSqlSafe(sip_sql))
+                .fetch_all(&mut *tx)
+                .await?;
+            let devices = sqlx::query_as(sqlx::AssertSqlSafe(dev_sql))
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            (users, sips, devices)
+        });
         let mut by_line: HashMap<i64, &mut Line> = lines.iter_mut().map(|l| (l.id, l)).collect();
         for (line, user) in users {
             if let Some(l) = by_line.get_mut(&line) {

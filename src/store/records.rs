@@ -93,7 +93,7 @@ pub struct Page<T> {
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $text)] $variant),+
         }
@@ -131,12 +131,12 @@ macro_rules! text_enum {
 
 text_enum! {
     /// SIP signalling transport.
-    Transport { Udp = "udp", Tcp = "tcp", Tls = "tls" }
+    Transport { #[default] Udp = "udp", Tcp = "tcp", Tls = "tls" }
 }
 
 text_enum! {
     /// The protocol a phone speaks to the call server.
-    Protocol { Sip = "sip", Sccp = "sccp" }
+    Protocol { #[default] Sip = "sip", Sccp = "sccp" }
 }
 
 text_enum! {
@@ -145,25 +145,8 @@ text_enum! {
         /// One line.
         Basic = "basic",
         /// Up to eight lines.
+        #[default]
         Advanced = "advanced",
-    }
-}
-
-impl Default for Transport {
-    fn default() -> Self {
-        Transport::Udp
-    }
-}
-
-impl Default for Protocol {
-    fn default() -> Self {
-        Protocol::Sip
-    }
-}
-
-impl Default for DeviceType {
-    fn default() -> Self {
-        DeviceType::Advanced
     }
 }
 

@@ -703,12 +703,12 @@ impl Store {
 /// Reads a device template inside a transaction (binding); yields `Option<DeviceTemplate>`.
 macro_rules! device_template_in_tx {
     ($tx:ident, $id:expr) => {{
-        let row = sqlx::query(concat!(
+        let row = sqlx::query(
             "SELECT id, name, description_pattern, device_pool, security_transport, \
              security_digest, security_tls, line_keys, speed_dials, locale, timezone, \
              ntp_server, registrar_address, registrar_port, proxy_address, proxy_port \
-             FROM device_templates WHERE id = $1"
-        ))
+             FROM device_templates WHERE id = $1",
+        )
         .bind($id)
         .fetch_optional(&mut *$tx)
         .await?;
@@ -721,12 +721,12 @@ macro_rules! device_template_in_tx {
 /// Reads a line template inside a transaction (binding); yields `Option<LineTemplate>`.
 macro_rules! line_template_in_tx {
     ($tx:ident, $id:expr) => {{
-        let row = sqlx::query(concat!(
+        let row = sqlx::query(
             "SELECT id, name, caller_id_name_pattern, label_pattern, context, voicemail_enabled, \
              cfwd_all_destination, cfwd_all_enabled, cfwd_busy_destination, cfwd_busy_enabled, \
              cfwd_noanswer_destination, cfwd_noanswer_enabled, max_calls, busy_trigger \
-             FROM line_templates WHERE id = $1"
-        ))
+             FROM line_templates WHERE id = $1",
+        )
         .bind($id)
         .fetch_optional(&mut *$tx)
         .await?;

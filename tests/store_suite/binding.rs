@@ -43,10 +43,12 @@ async fn custom_profile(s: &Store, max_devices: u32, allow: bool) -> NewUserProf
         })
         .await
         .unwrap();
-    let mut cf = selfprov::store::CallForwards::default();
-    cf.no_answer = CallForward {
-        destination: Some("8500".into()),
-        enabled: true,
+    let cf = selfprov::store::CallForwards {
+        no_answer: CallForward {
+            destination: Some("8500".into()),
+            enabled: true,
+        },
+        ..Default::default()
     };
     let lt = s
         .create_line_template(NewLineTemplate {
