@@ -19,7 +19,7 @@ use crate::media::sdp::{self, LocalMedia, Negotiated};
 use crate::provisioning::identify::{identify, DeviceIdentity};
 use crate::sip::endpoint::{CallEvent, CallId, EndReason, Peer};
 use crate::sip::message::Request;
-use crate::store::AuditOutcome;
+use crate::store::{AuditOutcome, StoreError};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -541,9 +541,19 @@ impl Call {
                         tracing::info!(device = device.id, "phone bound to user");
                         Ok(())
                     }
-                    Err(e @ crate::store::StoreError::AlreadyBound { .. }) => {
+                    Err(e @ StoreError::AlreadyBound { .. }) => {
                         tracing::warn!(error = %e, "refused: phone bound to another user");
                         Err(ProvisionError::AlreadyBound)
+                    }
+                    Err(
+                        e @ (StoreError::DeviceLimit { .. }
+                        | StoreError::ProvisionNotAllowed { .. }
+                        | StoreError::NoProfile { .. }
+                        | StoreError::UserDisabled { .. }
+                        | StoreError::UnknownUser { .. }),
+                    ) => {
+                        tracing::warn!(error = %e, "refused by the user's profile or settings; nothing was changed");
+                        Err(ProvisionError::Refused(e.to_string()))
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "binding failed; nothing was changed");
