@@ -113,13 +113,28 @@ pub fn openapi() -> OpenApiDoc {
 
 /// The API's routes, with `state`. Serve it with [`serve`] or nest it in a larger router.
 pub fn router(state: ApiState) -> Router {
+    build_router(state, true)
+}
+
+/// The same routes without the token check, for in-process callers that already hold the
+/// store (the `selfprov` admin commands, which reach the store through the config file). Never
+/// serve this on a socket.
+pub(crate) fn router_without_auth(state: ApiState) -> Router {
+    build_router(state, false)
+}
+
+fn build_router(state: ApiState, auth: bool) -> Router {
     let (protected, public) = routes();
     // `route_layer`: the token check runs only for a matched route, so an unknown path is a
     // 404 whether or not a token came with it.
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    let protected = if auth {
+        protected.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+    } else {
+        protected
+    };
     let (router, doc) = assemble(protected, public);
     let json = doc
         .to_json()

@@ -1,11 +1,12 @@
-//! Admin subcommands: users, devices, secrets. Each opens the store named by the config (the
-//! same store a running server uses; SQLite in WAL mode lets both work at once).
+//! Admin subcommands: users, devices, secrets, API tokens, and the admin REST API's operations
+//! run in process ([`api_request`]). Each opens the store named by the config (the same store a
+//! running server uses; SQLite in WAL mode lets both work at once).
 //!
 //! Output: a plain table for people, or `--json` (stable field names, RFC 3339 times) for
 //! scripts. Errors say what went wrong and which flag to change. PINs and hashes are never
 //! printed, except the hash `secret hash` exists to print.
 
-use super::UserAddArgs;
+use super::{ConfigArg, TokenCommand, UserAddArgs};
 use crate::config::Config;
 use crate::provisioning::secret::{hash_secret, validate_pin, MAX_SECRET_DIGITS};
 use crate::store::{format_time, Device, NewUser, Store, StoreError, User};
@@ -331,5 +332,222 @@ fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     println!("{}", line(header.to_vec()));
     for row in &rows {
         println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API tokens
+// ---------------------------------------------------------------------------------------------
+
+/// `selfprov token create|list|revoke`.
+pub async fn token(config: &Config, cmd: &TokenCommand) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let result = token_in(&store, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn token_in(store: &Store, cmd: &TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create { name, .. } => {
+            let (id, secret) = store.create_api_token(name).await?;
+            // The token alone on standard output (for `TOKEN=$(selfprov token create ...)`);
+            // the advice on standard error.
+            println!("{secret}");
+            eprintln!(
+                "created API token {id} ({name}); it is shown this once: use it as \
+                 `Authorization: Bearer <token>`, revoke it with `selfprov token revoke {id}`"
+            );
+        }
+        TokenCommand::List { .. } => {
+            let tokens = store.list_api_tokens().await?;
+            let list: Vec<Value> = tokens
+                .iter()
+                .map(|t| {
+                    json!({
+                        "id": t.id,
+                        "name": t.name,
+                        "created_at": format_time(t.created_at),
+                        "last_used": t.last_used.map(format_time),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        TokenCommand::Revoke { id, .. } => {
+            if !store.delete_api_token(*id).await? {
+                bail!("no API token {id}: `selfprov token list` shows them");
+            }
+            println!("revoked API token {id}");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin API requests run in process
+// ---------------------------------------------------------------------------------------------
+
+/// A request body for [`api_request`].
+#[derive(Debug, Clone)]
+pub struct Body {
+    content_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+/// Largest body read from a file or standard input.
+const MAX_BODY: u64 = 16 << 20;
+
+fn read_source(source: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if source == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_BODY)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading the {what} from standard input"))?;
+    } else {
+        let file = std::fs::File::open(source)
+            .with_context(|| format!("opening the {what} file {source}"))?;
+        file.take(MAX_BODY)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading the {what} file {source}"))?;
+    }
+    Ok(bytes)
+}
+
+impl Body {
+    /// `--data`: JSON text, `@FILE`, or `-` (standard input).
+    pub fn json(data: &str) -> anyhow::Result<Body> {
+        let bytes = match data {
+            "-" => read_source("-", "JSON body")?,
+            d if d.starts_with('@') => read_source(d.get(1..).unwrap_or(""), "JSON body")?,
+            d => d.as_bytes().to_vec(),
+        };
+        Ok(Body {
+            content_type: "application/json",
+            bytes,
+        })
+    }
+
+    /// A CSV file (or `-`).
+    pub fn csv_file(path: &std::path::Path) -> anyhow::Result<Body> {
+        Ok(Body {
+            content_type: "text/csv",
+            bytes: read_source(&path.to_string_lossy(), "CSV")?,
+        })
+    }
+}
+
+/// One API request of an admin command.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub config: ConfigArg,
+    pub method: String,
+    pub path: String,
+    pub body: Option<Body>,
+}
+
+impl ApiRequest {
+    pub fn new(config: &ConfigArg, method: &str, path: String, body: Option<Body>) -> Self {
+        ApiRequest {
+            config: config.clone(),
+            method: method.to_string(),
+            path,
+            body,
+        }
+    }
+}
+
+/// `?a=1&b=x` from the parameters that are set (empty when none are).
+pub fn query_string(params: &[(&str, Option<String>)]) -> String {
+    let set: Vec<(&str, &str)> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+        .collect();
+    if set.is_empty() {
+        return String::new();
+    }
+    match serde_urlencoded::to_string(&set) {
+        Ok(q) => format!("?{q}"),
+        Err(_) => String::new(),
+    }
+}
+
+/// A user ID as a path segment (percent-encoded: user IDs may hold `/`, `?`, `%`...).
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs `req` through the admin API's router in process (no socket, no token: the caller
+/// reaches the store through the config file already) and prints the JSON answer. A non-2xx
+/// answer is an error carrying the API's message and field.
+pub async fn api_request(config: &Config, req: ApiRequest) -> anyhow::Result<()> {
+    use tower::ServiceExt;
+    let method = axum::http::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+        anyhow!(
+            "{:?} is not an HTTP method (GET, POST, PUT, DELETE)",
+            req.method
+        )
+    })?;
+    if !req.path.starts_with("/api/v1/") {
+        bail!(
+            "the path {:?} must start with /api/v1/ (docs/api.md lists the routes)",
+            req.path
+        );
+    }
+    let mut builder = axum::http::Request::builder()
+        .method(method)
+        .uri(req.path.as_str());
+    let body = match req.body {
+        Some(b) => {
+            builder = builder.header(axum::http::header::CONTENT_TYPE, b.content_type);
+            axum::body::Body::from(b.bytes)
+        }
+        None => axum::body::Body::empty(),
+    };
+    let request = builder
+        .body(body)
+        .map_err(|e| anyhow!("bad request path {:?}: {e}", req.path))?;
+    let store = open(config).await?;
+    let router = crate::api::router_without_auth(crate::api::ApiState::new(store.clone()));
+    let response = router.oneshot(request).await;
+    let result = match response {
+        Ok(resp) => {
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+            bytes
+                .map(|b| (status, b))
+                .map_err(|e| anyhow!("reading the answer: {e}"))
+        }
+        Err(e) => match e {},
+    };
+    store.close().await;
+    let (status, bytes) = result?;
+    let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if status.is_success() {
+        match value {
+            Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+            None if bytes.is_empty() => println!("done ({})", status.as_u16()),
+            None => println!("{}", String::from_utf8_lossy(&bytes)),
+        }
+        return Ok(());
+    }
+    let message = value
+        .as_ref()
+        .and_then(|v| v["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    match value.as_ref().and_then(|v| v["field"].as_str()) {
+        Some(field) => bail!("{message} (field {field}; HTTP {})", status.as_u16()),
+        None => bail!("{message} (HTTP {})", status.as_u16()),
     }
 }
