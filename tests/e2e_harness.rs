@@ -407,6 +407,10 @@ fn ready_line_and_device_json_parse() {
         parse_devices(r#"[{"owner":null}]"#).is_err(),
         "lines are required"
     );
+    assert_eq!(
+        common::server::strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[34mDEBUG\u{1b}[0m x"),
+        "2026 DEBUG x"
+    );
 }
 
 /// A SIPp UAS plays the welcome prompt (through our PCMU writer) to a real baresip, which

@@ -218,9 +218,10 @@ impl Server {
         }
     }
 
-    /// The server's stderr log so far.
+    /// The server's stderr log so far (ANSI colour codes removed, should the server write
+    /// them to a file).
     pub fn log(&self) -> String {
-        read_lossy(&self.stderr_path)
+        strip_ansi(&read_lossy(&self.stderr_path))
     }
 
     /// Panics (with the log) unless the server process is still running.
@@ -385,4 +386,23 @@ pub fn parse_devices(text: &str) -> Result<Vec<Device>, String> {
             })
         })
         .collect()
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
