@@ -296,10 +296,7 @@ fn read_netstrings(mut s: TcpStream, tx: mpsc::Sender<Value>) {
     let mut chunk = [0u8; 4096];
     loop {
         // Parse every complete frame in the buffer.
-        loop {
-            let Some(colon) = buf.iter().position(|&b| b == b':') else {
-                break;
-            };
+        while let Some(colon) = buf.iter().position(|&b| b == b':') {
             let Some(len) = std::str::from_utf8(&buf[..colon])
                 .ok()
                 .and_then(|t| t.trim().parse::<usize>().ok())
