@@ -408,6 +408,11 @@ async fn users_import_applies_good_rows_and_reports_bad_ones() {
         api.raw("POST", "/api/v1/users/import", "application/json", "{}")
             .await
             .expect_error(415, None);
+        // Over the body limit: a JSON 413, nothing created.
+        let big = format!("user_id,extension\n{}", "x,1\n".repeat(700_000));
+        api.raw("POST", "/api/v1/users/import", "text/csv", &big)
+            .await
+            .expect_error(413, None);
         // Header only: nothing to do.
         let r = api
             .raw(

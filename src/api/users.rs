@@ -387,7 +387,7 @@ pub const MAX_IMPORT_ROWS: usize = 10_000;
 pub async fn import_users(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mime = headers
         .get(CONTENT_TYPE)
@@ -401,6 +401,8 @@ pub async fn import_users(
             "the body must be CSV: send Content-Type: text/csv",
         ));
     }
+    // Too large (axum's 2 MiB default limit) or unreadable: a JSON error, not axum's text.
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let rows = parse_import(&body)?;
     let mut result = ImportResult {
         created: 0,
@@ -433,9 +435,12 @@ pub async fn import_users(
     Ok(Json(result))
 }
 
+/// The rows of an import: (row number, the user or the row's error).
+pub type ImportRows = Vec<(u64, Result<UserIn, ApiError>)>;
+
 /// Parses the CSV into (row number, user or the row's error). Errors for the file as a whole
 /// (encoding, header) are returned as one 400.
-pub fn parse_import(body: &[u8]) -> Result<Vec<(u64, Result<UserIn, ApiError>)>, ApiError> {
+pub fn parse_import(body: &[u8]) -> Result<ImportRows, ApiError> {
     // A UTF-8 byte-order mark (spreadsheets write one) is not part of the first column's name.
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut reader = csv::ReaderBuilder::new()
