@@ -56,6 +56,13 @@ fi
 
 echo "test.sh: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), $(baresip -h 2>&1 | head -1 | cut -d' ' -f1-2), $(tshark -v 2>/dev/null | head -1)"
 
+# PostgreSQL: a throwaway cluster for the store and API suites (installed with apt-get when
+# missing). The PostgreSQL tests are #[ignore]d for a plain `cargo test`; here they run
+# (--include-ignored), and with CI=true a missing database fails them rather than skipping.
+# shellcheck source=scripts/pg-test-env.sh
+. scripts/pg-test-env.sh
+trap 'selfprov_pg_stop' EXIT
+
 runner=${SELFPROV_TEST_RUNNER:-}
 if [[ -z $runner ]]; then
   if cargo nextest --version >/dev/null 2>&1; then runner=nextest; else runner=cargo; fi
@@ -64,12 +71,12 @@ fi
 case $runner in
   nextest)
     # Every test in its own process; retries are off: a flaky e2e test is a bug to fix.
-    cargo nextest run --all-targets --no-fail-fast --failure-output final
+    cargo nextest run --all-targets --no-fail-fast --failure-output final --run-ignored all
     # nextest does not run doctests.
     cargo test --doc
     ;;
   cargo)
-    cargo test --all-targets --no-fail-fast
+    cargo test --all-targets --no-fail-fast -- --include-ignored
     ;;
   *)
     echo "test.sh: unknown SELFPROV_TEST_RUNNER=$runner (cargo or nextest)" >&2
