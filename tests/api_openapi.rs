@@ -276,3 +276,61 @@ async fn document_describes_bodies_security_and_errors() {
         );
     }
 }
+
+/// `serve` answers real HTTP/1.1 on a socket (127.0.0.1, ephemeral port).
+#[tokio::test]
+async fn serve_answers_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (api, _dir) = api().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(selfprov::api::serve(
+        listener,
+        selfprov::api::ApiState::new(api.store.clone()),
+    ));
+    let exchange = |request: String| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let bounded = std::time::Duration::from_secs(10);
+    let doc = tokio::time::timeout(
+        bounded,
+        exchange(
+            "GET /api/v1/openapi.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        doc.starts_with("HTTP/1.1 200"),
+        "{}",
+        &doc[..doc.len().min(200)]
+    );
+    assert!(doc.contains("\"openapi\""));
+    let refused = tokio::time::timeout(
+        bounded,
+        exchange("GET /api/v1/users HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into()),
+    )
+    .await
+    .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(refused
+        .to_ascii_lowercase()
+        .contains("www-authenticate: bearer"));
+    let ok = tokio::time::timeout(
+        bounded,
+        exchange(format!(
+            "GET /api/v1/users HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
+             Connection: close\r\n\r\n",
+            api.token
+        )),
+    )
+    .await
+    .unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("\"total\":0"), "{ok}");
+    server.abort();
+}
