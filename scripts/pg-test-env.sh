@@ -88,7 +88,8 @@ selfprov_pg_start() {
     chown postgres: "$dir" && chmod 700 "$dir" || { rm -rf "$dir"; return 1; }
     port=$(selfprov_pg__free_port) || { selfprov_pg__log "no free port"; rm -rf "$dir"; return 1; }
     # Letters and digits only: safe in a URL and in SQL without quoting tricks.
-    password=$(LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 24)
+    # (not `tr </dev/urandom | head`: under the caller's pipefail the SIGPIPE to tr fails the pipeline)
+    password=$(python3 -c 'import secrets; print(secrets.token_hex(12))')
 
     SELFPROV_PG_DIR=$dir
     SELFPROV_PG_BINDIR=$bindir
