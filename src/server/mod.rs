@@ -103,14 +103,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         media_ip,
     });
 
-    // The one line tests and scripts wait for; logs go to stderr.
+    let http = TcpListener::bind(services.config.http.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the admin API on {} (config key http.listen; port 0 picks a free port)",
+                services.config.http.listen
+            )
+        })?;
+    let http_addr = http.local_addr()?;
+    let api = tokio::spawn(crate::api::serve(
+        http,
+        crate::api::ApiState::new(services.store.clone()),
+    ));
+
+    // The lines tests and scripts wait for; logs go to stderr.
     println!("SIP listening on {local} (udp+tcp)");
+    println!("API listening on http://{http_addr}/api/v1");
     tracing::info!(%local, %advertised, "SIP listening (udp+tcp)");
 
     let sip = tokio::spawn(sip_task::run(services.clone(), udp, tcp, advertised));
     tokio::select! {
         r = sip => {
             r.context("SIP task panicked")??;
+        }
+        r = api => {
+            r.context("API task panicked")??;
+            anyhow::bail!("the admin API stopped");
         }
         _ = shutdown_signal() => {
             tracing::info!("shutting down");

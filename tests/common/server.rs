@@ -28,6 +28,10 @@ pub struct ServerOptions {
     pub first_digit_timeout_ms: Option<u64>,
     pub inter_digit_timeout_ms: Option<u64>,
     pub extensions: Vec<String>,
+    /// Extra `key = value` lines for a config section, as (section, line), e.g.
+    /// `("rtp", "inactivity_timeout_ms = 2000")`; lines for a section the fixed config does not
+    /// write go into a new section of that name.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +42,7 @@ impl Default for ServerOptions {
             first_digit_timeout_ms: None,
             inter_digit_timeout_ms: None,
             extensions: vec!["8000".into()],
+            extra: Vec::new(),
         }
     }
 }
@@ -118,13 +123,36 @@ fn config_text(dir: &Path, opts: &ServerOptions) -> String {
         ivr += &format!("inter_digit_timeout_ms = {ms}\n");
     }
     let db = dir.join("selfprov.db");
+    // TOML forbids defining a table twice: extra lines go into their section.
+    let extra = |section: &str| -> String {
+        opts.extra
+            .iter()
+            .filter(|(s, _)| *s == section)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect()
+    };
+    let fixed = ["sip", "rtp", "ivr", "store", "http", "log"];
+    let mut others = String::new();
+    for (section, _) in &opts.extra {
+        let header = format!("[{section}]\n");
+        if !fixed.contains(section) && !others.contains(&header) {
+            others += &format!("\n{header}{}", extra(section));
+        }
+    }
     format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n\n\
-         [rtp]\nport_min = 20000\nport_max = 30000\n\n\
-         [ivr]\n{ivr}\n\
-         [store]\nurl = \"sqlite://{}\"\n\n\
-         [log]\nlevel = \"debug\"\n",
-        db.display()
+        "[sip]\nlisten = \"127.0.0.1:0\"\n{}\n\
+         [rtp]\nport_min = 20000\nport_max = 30000\n{}\n\
+         [ivr]\n{ivr}{}\n\
+         [store]\nurl = \"sqlite://{}\"\n{}\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n{}\n\
+         [log]\nlevel = \"debug\"\n{}{others}",
+        extra("sip"),
+        extra("rtp"),
+        extra("ivr"),
+        db.display(),
+        extra("store"),
+        extra("http"),
+        extra("log"),
     )
 }
 
