@@ -5,7 +5,8 @@
 //! [`sipp`] (run a SIPp scenario from `tests/sipp/` and check its outcome), [`baresip`] (a
 //! headless baresip driven over `ctrl_tcp`), [`pcap`] (RTP streams written as classic pcap files
 //! for SIPp's `play_pcap_audio`: RFC 4733 events and in-band DTMF tones), [`g711`] and
-//! [`audio`] (µ-law, WAV reading, tone and correlation measurements), and [`ports`].
+//! [`audio`] (µ-law, WAV reading, tone and correlation measurements), [`ports`], and [`uac`] (a
+//! hand-written SIP UAC over UDP with recording RTP endpoints, for the media tests).
 //!
 //! Peers are never optional: a missing `sipp`, `baresip` or `tshark` makes the test FAIL with a
 //! message naming the package (scripts/test.sh installs them), it never skips.
@@ -19,6 +20,7 @@ pub mod pcap;
 pub mod ports;
 pub mod server;
 pub mod sipp;
+pub mod uac;
 
 use pcap::KeyPlan;
 use std::io::Read;
