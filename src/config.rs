@@ -29,7 +29,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "0.0.0.0:8080".parse().unwrap() }
+        HttpConfig {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+        }
     }
 }
 
@@ -87,6 +89,20 @@ pub enum AuthMode {
     SecureUsersAndAdmins,
 }
 
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "non-secure" => Ok(AuthMode::NonSecure),
+            "secure-users" => Ok(AuthMode::SecureUsers),
+            "secure-users-and-admins" => Ok(AuthMode::SecureUsersAndAdmins),
+            other => Err(format!(
+                "unknown auth mode {other:?}: use non-secure, secure-users or secure-users-and-admins"
+            )),
+        }
+    }
+}
+
 impl AuthMode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,11 +117,16 @@ impl AuthMode {
 #[serde(default, deny_unknown_fields)]
 pub struct IvrConfig {
     /// Request-URI user parts answered as the IVR.
-    pub extensions: Vec<String>,
-    pub auth_mode: AuthMode,
+    ///
+    /// This key, `auth_mode` and `admin_auth_code` are self-provisioning settings: they live in
+    /// the store (editable at run time through the API and `selfprov settings`). When set in the
+    /// file, they are written to the stored settings at start-up; unset, the stored values apply
+    /// (a new store starts with `["8000"]`, `secure-users` and no admin code).
+    pub extensions: Option<Vec<String>>,
+    pub auth_mode: Option<AuthMode>,
     /// The administrator's authentication code: 0 to 20 digits, or an argon2 PHC hash of them
     /// (`$argon2id$...`, as printed by `selfprov secret hash`). Empty: no admin code.
-    pub admin_auth_code: String,
+    pub admin_auth_code: Option<String>,
     pub first_digit_timeout_ms: u64,
     pub inter_digit_timeout_ms: u64,
     pub max_attempts: u32,
@@ -116,9 +137,9 @@ pub struct IvrConfig {
 impl Default for IvrConfig {
     fn default() -> Self {
         IvrConfig {
-            extensions: vec!["8000".into()],
-            auth_mode: AuthMode::SecureUsers,
-            admin_auth_code: String::new(),
+            extensions: None,
+            auth_mode: None,
+            admin_auth_code: None,
             first_digit_timeout_ms: 10_000,
             inter_digit_timeout_ms: 5_000,
             max_attempts: 3,
@@ -259,33 +280,37 @@ impl Config {
         if self.sip.max_calls == 0 {
             return invalid("sip.max_calls", "must be at least 1".into());
         }
-        if self.ivr.extensions.is_empty() {
-            return invalid(
-                "ivr.extensions",
-                "give at least one extension, e.g. [\"8000\"]".into(),
-            );
+        if let Some(exts) = &self.ivr.extensions {
+            if exts.is_empty() {
+                return invalid(
+                    "ivr.extensions",
+                    "give at least one extension, e.g. [\"8000\"]".into(),
+                );
+            }
+            if let Some(bad) = exts.iter().find(|e| {
+                e.is_empty()
+                    || !e
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+            }) {
+                return invalid(
+                    "ivr.extensions",
+                    format!("{bad:?} is not a dialable extension (digits, * and # only)"),
+                );
+            }
         }
-        if let Some(bad) = self
-            .ivr
-            .extensions
-            .iter()
-            .find(|e| e.is_empty() || e.contains(['@', ' ', ';']))
-        {
-            return invalid(
-                "ivr.extensions",
-                format!("{bad:?} is not a valid user part"),
-            );
+        let code = self.ivr.admin_auth_code.as_deref();
+        if let Some(code) = code {
+            if !code.starts_with("$argon2")
+                && (code.len() > 20 || !code.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return invalid(
+                    "ivr.admin_auth_code",
+                    "must be 0 to 20 digits, or an argon2 hash from `selfprov secret hash`".into(),
+                );
+            }
         }
-        let code = &self.ivr.admin_auth_code;
-        if !code.starts_with("$argon2")
-            && (code.len() > 20 || !code.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return invalid(
-                "ivr.admin_auth_code",
-                "must be 0 to 20 digits, or an argon2 hash from `selfprov secret hash`".into(),
-            );
-        }
-        if self.ivr.auth_mode == AuthMode::SecureUsersAndAdmins && code.is_empty() {
+        if self.ivr.auth_mode == Some(AuthMode::SecureUsersAndAdmins) && code == Some("") {
             return invalid(
                 "ivr.admin_auth_code",
                 "auth_mode secure-users-and-admins needs an admin code".into(),
@@ -327,8 +352,8 @@ mod tests {
     fn defaults_are_valid() {
         let c = Config::load(None).unwrap();
         assert_eq!(c.sip.listen.port(), 5060);
-        assert_eq!(c.ivr.extensions, vec!["8000"]);
-        assert_eq!(c.ivr.auth_mode, AuthMode::SecureUsers);
+        assert_eq!(c.ivr.extensions, None, "stored settings apply");
+        assert_eq!(c.ivr.auth_mode, None);
     }
 
     #[test]
@@ -355,6 +380,6 @@ mod tests {
     #[test]
     fn auth_mode_names() {
         let c = Config::from_toml("[ivr]\nauth_mode = \"non-secure\"\n").unwrap();
-        assert_eq!(c.ivr.auth_mode, AuthMode::NonSecure);
+        assert_eq!(c.ivr.auth_mode, Some(AuthMode::NonSecure));
     }
 }

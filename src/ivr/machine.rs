@@ -67,7 +67,7 @@ pub struct IvrSettings {
 impl IvrSettings {
     pub fn from_config(cfg: &IvrConfig) -> Self {
         IvrSettings {
-            auth_mode: cfg.auth_mode,
+            auth_mode: cfg.auth_mode.unwrap_or(AuthMode::SecureUsers),
             first_digit_timeout: cfg.first_digit_timeout(),
             inter_digit_timeout: cfg.inter_digit_timeout(),
             max_attempts: cfg.max_attempts,

@@ -83,6 +83,8 @@ pub async fn run(
 
 struct Call {
     services: Arc<Services>,
+    /// The self-provisioning settings as they were when the call arrived.
+    settings: Arc<super::settings::IvrRuntime>,
     handle: CallHandle,
     identity: DeviceIdentity,
     socket: UdpSocket,
@@ -129,6 +131,7 @@ impl Call {
         };
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let mut call = Call {
+            settings: services.current_settings(),
             services,
             handle,
             identity,
@@ -253,7 +256,7 @@ impl Call {
         };
         let cfg = &self.services.config;
         let settings = IvrSettings {
-            auth_mode: cfg.ivr.auth_mode,
+            auth_mode: self.settings.auth_mode,
             first_digit_timeout: cfg.ivr.first_digit_timeout(),
             inter_digit_timeout: cfg.ivr.inter_digit_timeout(),
             max_attempts: cfg.ivr.max_attempts,
@@ -495,8 +498,8 @@ impl Call {
     fn authenticate(&self, user_id: String, digits: String) {
         let store = self.services.store.clone();
         let tx = self.results_tx.clone();
-        let mode = self.services.auth_mode();
-        let admin_code = self.services.config.ivr.admin_auth_code.clone();
+        let mode = self.settings.auth_mode;
+        let admin_code = self.settings.admin_code_hash.clone();
         tokio::spawn(async move {
             let pin_hash = match store.get_user(&user_id).await {
                 Ok(Some(u)) => u.pin_hash,
@@ -515,8 +518,9 @@ impl Call {
                 {
                     AuthOutcome::User
                 } else if mode == AuthMode::SecureUsersAndAdmins
-                    && !admin_code.is_empty()
-                    && verify_secret(&admin_code, &digits)
+                    && admin_code
+                        .as_deref()
+                        .is_some_and(|h| verify_secret(h, &digits))
                 {
                     AuthOutcome::Admin
                 } else {

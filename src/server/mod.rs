@@ -11,10 +11,11 @@
 pub mod call;
 pub mod playout;
 pub mod rtp_ports;
+pub mod settings;
 pub mod sip_task;
 pub mod tcp;
 
-use crate::config::{AuthMode, Config, LogConfig};
+use crate::config::{Config, LogConfig};
 use crate::langpack::{Catalogue, PromptSet};
 use crate::store::Store;
 use anyhow::Context;
@@ -41,14 +42,17 @@ pub struct Services {
     pub store: Store,
     pub prompts: Arc<PromptSet>,
     pub rtp_ports: rtp_ports::RtpPorts,
+    /// The self-provisioning settings, kept current from the store.
+    pub settings: tokio::sync::watch::Receiver<Arc<settings::IvrRuntime>>,
     /// The address put in SDP `c=` lines when the listen address is a wildcard and no
     /// `sip.public_address` is set: the local address that routes to the caller is used instead.
     pub media_ip: Option<IpAddr>,
 }
 
 impl Services {
-    pub fn auth_mode(&self) -> AuthMode {
-        self.config.ivr.auth_mode
+    /// The settings a new call starts with.
+    pub fn current_settings(&self) -> Arc<settings::IvrRuntime> {
+        self.settings.borrow().clone()
     }
 }
 
@@ -78,6 +82,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.store.url
         )
     })?;
+    settings::apply_config(&store, &config.ivr).await?;
+    let settings = settings::watch(store.clone()).await?;
 
     let (udp, tcp) = bind_sip(config.sip.listen).await?;
     let local = udp.local_addr()?;
@@ -99,6 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rtp_ports: rtp_ports::RtpPorts::new(local.ip(), config.rtp.port_min, config.rtp.port_max),
         config,
         store,
+        settings,
         prompts: Arc::new(prompts),
         media_ip,
     });

@@ -40,7 +40,7 @@ pub async fn run(
     let mut endpoint = Endpoint::with_limits(
         EndpointConfig {
             local_addr: advertised,
-            ivr_extensions: cfg.ivr.extensions.clone(),
+            ivr_extensions: services.current_settings().extensions.clone(),
             user_agent: cfg.sip.user_agent.clone(),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
@@ -56,6 +56,7 @@ pub async fn run(
     let mut tcp_writers: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
     let mut calls: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
+    let mut settings = services.settings.clone();
     // Anchor between tokio's clock (paused in tests) and std's Instant the endpoint takes.
     let now = || Instant::now().into_std();
 
@@ -92,6 +93,11 @@ pub async fn run(
                 }
             }
             _ = sleep_until_opt(deadline) => endpoint.handle_timeout(now()),
+            Ok(()) = settings.changed() => {
+                let exts = settings.borrow_and_update().extensions.clone();
+                tracing::info!(extensions = ?exts, "IVR extensions updated");
+                endpoint.set_ivr_extensions(exts);
+            }
         }
 
         while let Some(tx) = endpoint.poll_transmit() {

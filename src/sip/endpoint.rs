@@ -289,6 +289,11 @@ impl Endpoint {
         }
     }
 
+    /// Replaces the IVR extensions (the self-provisioning settings changed at run time).
+    pub fn set_ivr_extensions(&mut self, extensions: Vec<String>) {
+        self.cfg.ivr_extensions = extensions;
+    }
+
     pub fn config(&self) -> &EndpointConfig {
         &self.cfg
     }
