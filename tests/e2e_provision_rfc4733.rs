@@ -61,6 +61,27 @@ fn provision(opts: Rfc4733Options, mac: &str) {
         "the phone is identified by the MAC of its +sip.instance: {:#}",
         device.raw
     );
+    // Issue 3: the phone and its line are built from the universal templates (the seeded
+    // defaults: description "#FirstName# #LastName# (#Product# #Protocol#)", line caller-ID
+    // "#FirstName# #LastName#" and label "#Extension# - #FirstName#").
+    let id = device.raw["id"].to_string();
+    let out = server.cli(&["device", "show", &id]);
+    assert!(out.success(), "device show: {}", out.stderr);
+    let shown: serde_json::Value = serde_json::from_str(&out.stdout).expect("device show JSON");
+    let description = shown["description"].as_str().unwrap_or("");
+    assert!(
+        description.starts_with("Jane Doe (") && description.ends_with("SIP)"),
+        "device description from the device template: {shown:#}"
+    );
+    let out = server.cli(&["line", "list", "--search", "1001"]);
+    assert!(out.success(), "line list: {}", out.stderr);
+    let lines: serde_json::Value = serde_json::from_str(&out.stdout).expect("line list JSON");
+    let line = lines["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|l| l["number"] == "1001"))
+        .unwrap_or_else(|| panic!("the user's line 1001 exists: {lines:#}"));
+    assert_eq!(line["caller_id_name"], "Jane Doe", "{line:#}");
+    assert_eq!(line["label"], "1001 - Jane", "{line:#}");
     server.assert_alive();
 }
 

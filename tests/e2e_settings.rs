@@ -35,7 +35,10 @@ fn call_status(server: &Server, number: &str, tag: &str) -> u16 {
     loop {
         let (n, _) = sock.recv_from(&mut buf).expect("a response to the INVITE");
         let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        let status: u16 = text.get(8..11).and_then(|s| s.parse().ok()).expect("a status line");
+        let status: u16 = text
+            .get(8..11)
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
         if status < 200 {
             continue;
         }
@@ -69,11 +72,25 @@ fn call_status(server: &Server, number: &str, tag: &str) -> u16 {
 #[test]
 fn ivr_extensions_changed_at_run_time_take_effect_without_restart() {
     let mut server = Server::start();
-    assert_eq!(call_status(&server, "8100", "a"), 404, "8100 is not the IVR yet");
+    assert_eq!(
+        call_status(&server, "8100", "a"),
+        404,
+        "8100 is not the IVR yet"
+    );
     assert_eq!(call_status(&server, "8000", "b"), 200, "8000 is the IVR");
 
-    let out = server.cli(&["settings", "update", "--data", r#"{"ivr_extensions": ["8100"]}"#]);
-    assert!(out.success(), "settings update failed: {}{}", out.stdout, out.stderr);
+    let out = server.cli(&[
+        "settings",
+        "update",
+        "--data",
+        r#"{"ivr_extensions": ["8100"]}"#,
+    ]);
+    assert!(
+        out.success(),
+        "settings update failed: {}{}",
+        out.stdout,
+        out.stderr
+    );
 
     // The server re-reads the settings every 2 s.
     let mut n = 0;
@@ -81,8 +98,16 @@ fn ivr_extensions_changed_at_run_time_take_effect_without_restart() {
         n += 1;
         (call_status(&server, "8100", &format!("c{n}")) == 200).then_some(())
     });
-    assert!(answered.is_some(), "8100 never answered after the settings change:\n{}", server.log());
-    assert_eq!(call_status(&server, "8000", "d"), 404, "8000 is no longer the IVR");
+    assert!(
+        answered.is_some(),
+        "8100 never answered after the settings change:\n{}",
+        server.log()
+    );
+    assert_eq!(
+        call_status(&server, "8000", "d"),
+        404,
+        "8000 is no longer the IVR"
+    );
     assert!(server.log().contains("IVR extensions updated"));
     server.assert_alive();
 }
