@@ -95,6 +95,8 @@ struct Call {
     late_offer: bool,
     remote: Option<SocketAddr>,
     latched: bool,
+    /// The SDP we sent last, to tell a session refresh from a change.
+    last_sdp: Option<String>,
     results_tx: mpsc::UnboundedSender<Event>,
     results_rx: mpsc::UnboundedReceiver<Event>,
 }
@@ -141,6 +143,7 @@ impl Call {
             late_offer: offer.is_none(),
             remote: None,
             latched: false,
+            last_sdp: None,
             results_tx,
             results_rx,
         };
@@ -155,7 +158,7 @@ impl Call {
                     return None;
                 }
             },
-            None => sdp::build_offer(&call.local, &CODECS, OFFER_TE_PT, 20),
+            None => call.versioned_sdp(|local| sdp::build_offer(local, &CODECS, OFFER_TE_PT, 20)),
         };
         call.handle.send(SipCommand::Accept {
             call: call.handle.id,
@@ -174,9 +177,21 @@ impl Call {
             tracing::warn!(error = %e, "cannot answer the caller's SDP offer");
             e.sip_status()
         })?;
-        let answer = sdp::build_answer(&self.local, &neg);
+        let answer = self.versioned_sdp(|local| sdp::build_answer(local, &neg));
         self.apply_media(neg);
         Ok(answer)
+    }
+
+    /// Builds our SDP with the right `o=` version: RFC 3264 §8, a changed SDP carries the next
+    /// session version; an unchanged one (a session refresh) keeps it.
+    fn versioned_sdp(&mut self, build: impl Fn(&LocalMedia) -> String) -> String {
+        let mut sdp = build(&self.local);
+        if self.last_sdp.as_deref().is_some_and(|last| last != sdp) {
+            self.local.session_version += 1;
+            sdp = build(&self.local);
+        }
+        self.last_sdp = Some(sdp.clone());
+        sdp
     }
 
     fn apply_media(&mut self, neg: Negotiated) {
@@ -335,7 +350,23 @@ impl Call {
                             }
                         }
                         Some(CallEvent::ReInvite { offer }) => {
-                            self.reinvite(offer, &mut media, &mut playout);
+                            if self.reinvite(offer, &mut media, &mut playout) {
+                                let ptime = Duration::from_millis(u64::from(media.ptime));
+                                pacer = Pacer::new(Instant::now().into_std(), ptime)
+                                    .with_max_burst(MAX_CATCH_UP);
+                            }
+                        }
+                        // The ACK of a re-INVITE we answered with an offer carries the answer.
+                        Some(CallEvent::Confirmed { answer: Some(answer) }) => {
+                            match sdp::parse_remote(&answer)
+                                .and_then(|r| sdp::negotiate_answer(&r, &[media.codec], media.te_pt().unwrap_or(OFFER_TE_PT)))
+                            {
+                                Ok(n) => {
+                                    self.apply_media(n.clone());
+                                    media = n;
+                                }
+                                Err(e) => tracing::warn!(error = %e, "unusable SDP answer in the re-INVITE's ACK; keeping the current media"),
+                            }
                         }
                         Some(CallEvent::Ended { reason }) => {
                             self.finish(&mut ivr, reason).await;
@@ -421,22 +452,33 @@ impl Call {
         }
     }
 
-    fn reinvite(&mut self, offer: Option<Bytes>, media: &mut Negotiated, playout: &mut Playout) {
+    /// Answers a re-INVITE (hold, resume, session refresh, codec change). Returns true when the
+    /// packet format changed, so the caller restarts its pacer at the new packet time.
+    fn reinvite(
+        &mut self,
+        offer: Option<Bytes>,
+        media: &mut Negotiated,
+        playout: &mut Playout,
+    ) -> bool {
+        let mut format_changed = false;
         let result = match offer {
             Some(offer) => self.negotiate_offer(&offer),
             // A re-INVITE without SDP asks us to offer (RFC 3264 §8); we re-offer what is in use.
-            None => Ok(sdp::build_offer(
-                &self.local,
-                &[media.codec],
-                media.te_pt().unwrap_or(OFFER_TE_PT),
-                media.ptime,
-            )),
+            None => {
+                let (codec, te, ptime) = (
+                    media.codec,
+                    media.te_pt().unwrap_or(OFFER_TE_PT),
+                    media.ptime,
+                );
+                Ok(self.versioned_sdp(|local| sdp::build_offer(local, &[codec], te, ptime)))
+            }
         };
         match result {
             Ok(body) => {
                 if let Some(n) = self.media.clone() {
                     if n.codec != media.codec || n.ptime != media.ptime {
-                        *playout = Playout::new(n.codec, n.ptime);
+                        playout.reconfigure(n.codec, n.ptime);
+                        format_changed = true;
                     }
                     *media = n;
                 }
@@ -450,6 +492,7 @@ impl Call {
                 status,
             }),
         }
+        format_changed
     }
 
     async fn finish(&mut self, ivr: &mut Ivr, reason: EndReason) {

@@ -37,6 +37,13 @@ impl Playout {
         }
     }
 
+    /// Changes codec or packet time (a re-INVITE) without losing the queue or the position in it:
+    /// G.711 is one byte per sample in both laws, so the byte offset stays valid.
+    pub fn reconfigure(&mut self, codec: Codec, ptime_ms: u32) {
+        self.codec = codec;
+        self.samples_per_packet = (8 * ptime_ms) as usize;
+    }
+
     pub fn samples_per_packet(&self) -> usize {
         self.samples_per_packet
     }
@@ -126,6 +133,19 @@ mod tests {
             "300 samples end inside the second 160-sample frame"
         );
         assert!(!p.is_playing());
+    }
+
+    #[test]
+    fn reconfigure_keeps_the_queue_and_position() {
+        let a = prompt("a", 400);
+        let mut p = Playout::new(Codec::Pcmu, 20);
+        p.play([a.clone()]);
+        let mut buf = Vec::new();
+        p.next_payload(&mut buf);
+        p.reconfigure(Codec::Pcma, 10);
+        let f = p.next_payload(&mut buf);
+        assert_eq!(f.payload, &a.encoded(Codec::Pcma)[160..240]);
+        assert!(p.is_playing());
     }
 
     #[test]
