@@ -15,11 +15,13 @@ store_suite_tests!(postgres);
 /// With `CI` set: the PostgreSQL tests must run, not be skipped.
 #[test]
 fn postgres_suite_is_not_skipped_in_ci() {
+    // With CI set, a missing database is a failure, not a skip. (Whether the #[ignore]d cases
+    // ran cannot be seen from inside one test under nextest, which runs each test in its own
+    // process: scripts/test.sh passes `--run-ignored all`, and the run's summary lists them.)
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
     let url = std::env::var(store_suite::PG_ENV).ok();
-    let included = std::env::args().any(|a| a == "--include-ignored" || a == "--ignored");
     if !ci {
-        if url.is_none() || !included {
+        if url.is_none() {
             println!(
                 "PostgreSQL store tests not run: `. scripts/pg-test-env.sh` then \
                  `cargo test --test store_postgres -- --include-ignored`"
@@ -31,10 +33,6 @@ fn postgres_suite_is_not_skipped_in_ci() {
         url.is_some(),
         "CI is set but {} is not: source scripts/pg-test-env.sh before the tests",
         store_suite::PG_ENV
-    );
-    assert!(
-        included,
-        "CI is set but the PostgreSQL tests were not included: add `-- --include-ignored`"
     );
 }
 
