@@ -163,6 +163,71 @@ const PROFILES: ListSpec = ListSpec {
     search: &["name", "description"],
 };
 
+/// What refers to a kind of template: the column naming it in `user_profiles`, and the same
+/// column prefixed `autoreg_` in `selfprov_settings`. Deleting a template checks both.
+#[derive(Clone, Copy)]
+struct TemplateUse {
+    what: &'static str,
+    table: &'static str,
+    column: &'static str,
+}
+
+const DEVICE_TEMPLATE_USE: TemplateUse = TemplateUse {
+    what: "device template",
+    table: "device_templates",
+    column: "device_template_id",
+};
+
+const LINE_TEMPLATE_USE: TemplateUse = TemplateUse {
+    what: "line template",
+    table: "line_templates",
+    column: "line_template_id",
+};
+
+/// Binds the fields of a [`NewDeviceTemplate`] to `$query`, in the column order both the
+/// `INSERT` and the `UPDATE` of device templates use; `$speed_dials` is their JSON text.
+macro_rules! bind_device_template {
+    ($query:expr, $new:ident, $speed_dials:ident) => {
+        $query
+            .bind($new.name.as_str())
+            .bind($new.description_pattern.as_str())
+            .bind($new.device_pool.as_str())
+            .bind($new.security.transport.as_str())
+            .bind($new.security.digest_required)
+            .bind($new.security.tls)
+            .bind(i64::from($new.line_keys))
+            .bind($speed_dials.as_str())
+            .bind($new.locale.as_str())
+            .bind($new.timezone.as_str())
+            .bind($new.ntp_server.as_deref())
+            .bind($new.registrar_address.as_deref())
+            .bind(i64::from($new.registrar_port))
+            .bind($new.proxy_address.as_deref())
+            .bind(i64::from($new.proxy_port))
+    };
+}
+
+/// Binds the fields of a [`NewLineTemplate`] to `$query`, in the column order both the
+/// `INSERT` and the `UPDATE` of line templates use.
+macro_rules! bind_line_template {
+    ($query:expr, $new:ident) => {
+        $query
+            .bind($new.name.as_str())
+            .bind($new.caller_id_name_pattern.as_str())
+            .bind($new.label_pattern.as_str())
+            .bind($new.context.as_str())
+            .bind($new.voicemail_enabled)
+            .bind($new.call_forward.all.destination.as_deref())
+            .bind($new.call_forward.all.enabled)
+            .bind($new.call_forward.busy.destination.as_deref())
+            .bind($new.call_forward.busy.enabled)
+            .bind($new.call_forward.no_answer.destination.as_deref())
+            .bind($new.call_forward.no_answer.enabled)
+            .bind(i64::from($new.max_calls))
+            .bind(i64::from($new.busy_trigger))
+    };
+}
+
 /// Fails with [`StoreError::Duplicate`] when another row of `$table` has this name.
 macro_rules! check_name_free {
     ($tx:ident, $table:literal, $what:literal, $name:expr, $self_id:expr) => {{
@@ -264,30 +329,16 @@ impl Store {
         let id: i64 = with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             check_name_free!(tx, "device_templates", "device template", &new.name, None);
-            let id: i64 = sqlx::query_scalar(
+            let query = sqlx::query_scalar(
                 "INSERT INTO device_templates (name, description_pattern, device_pool, \
                  security_transport, security_digest, security_tls, line_keys, speed_dials, \
                  locale, timezone, ntp_server, registrar_address, registrar_port, proxy_address, \
                  proxy_port) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
                  $14, $15) RETURNING id",
-            )
-            .bind(new.name.as_str())
-            .bind(new.description_pattern.as_str())
-            .bind(new.device_pool.as_str())
-            .bind(new.security.transport.as_str())
-            .bind(new.security.digest_required)
-            .bind(new.security.tls)
-            .bind(i64::from(new.line_keys))
-            .bind(speed_dials.as_str())
-            .bind(new.locale.as_str())
-            .bind(new.timezone.as_str())
-            .bind(new.ntp_server.as_deref())
-            .bind(new.registrar_address.as_deref())
-            .bind(i64::from(new.registrar_port))
-            .bind(new.proxy_address.as_deref())
-            .bind(i64::from(new.proxy_port))
-            .fetch_one(&mut *tx)
-            .await?;
+            );
+            let id: i64 = bind_device_template!(query, new, speed_dials)
+                .fetch_one(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok::<i64, StoreError>(id)
         })?;
@@ -314,31 +365,17 @@ impl Store {
                 &new.name,
                 Some(id)
             );
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE device_templates SET name = $2, description_pattern = $3, \
                  device_pool = $4, security_transport = $5, security_digest = $6, \
                  security_tls = $7, line_keys = $8, speed_dials = $9, locale = $10, \
                  timezone = $11, ntp_server = $12, registrar_address = $13, registrar_port = $14, \
                  proxy_address = $15, proxy_port = $16 WHERE id = $1",
             )
-            .bind(id)
-            .bind(new.name.as_str())
-            .bind(new.description_pattern.as_str())
-            .bind(new.device_pool.as_str())
-            .bind(new.security.transport.as_str())
-            .bind(new.security.digest_required)
-            .bind(new.security.tls)
-            .bind(i64::from(new.line_keys))
-            .bind(speed_dials.as_str())
-            .bind(new.locale.as_str())
-            .bind(new.timezone.as_str())
-            .bind(new.ntp_server.as_deref())
-            .bind(new.registrar_address.as_deref())
-            .bind(i64::from(new.registrar_port))
-            .bind(new.proxy_address.as_deref())
-            .bind(i64::from(new.proxy_port))
-            .execute(&mut *tx)
-            .await?;
+            .bind(id);
+            bind_device_template!(query, new, speed_dials)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok::<(), StoreError>(())
         })?;
@@ -349,49 +386,7 @@ impl Store {
     /// the autoregistration settings use it; devices made from it keep their settings (their
     /// `template_id` is cleared). False when there is no such template.
     pub async fn delete_device_template(&self, id: i64) -> Result<bool, StoreError> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM device_templates WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Ok(false);
-            }
-            let profile: Option<String> = sqlx::query_scalar(
-                "SELECT name FROM user_profiles WHERE device_template_id = $1 ORDER BY id LIMIT 1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(p) = profile {
-                return Err(StoreError::InUse {
-                    what: "device template",
-                    id,
-                    by: format!("user profile {p:?}"),
-                });
-            }
-            let settings: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM selfprov_settings WHERE autoreg_device_template_id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if settings.is_some() {
-                return Err(StoreError::InUse {
-                    what: "device template",
-                    id,
-                    by: "the autoregistration settings".into(),
-                });
-            }
-            sqlx::query("DELETE FROM device_templates WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        self.delete_template(&DEVICE_TEMPLATE_USE, id).await
     }
 
     // ------------------------------------------------------------------------------------------
@@ -432,28 +427,14 @@ impl Store {
         let id: i64 = with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             check_name_free!(tx, "line_templates", "line template", &new.name, None);
-            let id: i64 = sqlx::query_scalar(
+            let query = sqlx::query_scalar(
                 "INSERT INTO line_templates (name, caller_id_name_pattern, label_pattern, context, \
                  voicemail_enabled, cfwd_all_destination, cfwd_all_enabled, cfwd_busy_destination, \
                  cfwd_busy_enabled, cfwd_noanswer_destination, cfwd_noanswer_enabled, max_calls, \
                  busy_trigger) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  RETURNING id",
-            )
-            .bind(new.name.as_str())
-            .bind(new.caller_id_name_pattern.as_str())
-            .bind(new.label_pattern.as_str())
-            .bind(new.context.as_str())
-            .bind(new.voicemail_enabled)
-            .bind(new.call_forward.all.destination.as_deref())
-            .bind(new.call_forward.all.enabled)
-            .bind(new.call_forward.busy.destination.as_deref())
-            .bind(new.call_forward.busy.enabled)
-            .bind(new.call_forward.no_answer.destination.as_deref())
-            .bind(new.call_forward.no_answer.enabled)
-            .bind(i64::from(new.max_calls))
-            .bind(i64::from(new.busy_trigger))
-            .fetch_one(&mut *tx)
-            .await?;
+            );
+            let id: i64 = bind_line_template!(query, new).fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok::<i64, StoreError>(id)
         })?;
@@ -472,29 +453,15 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             check_exists!(tx, "line_templates", "line template", id);
             check_name_free!(tx, "line_templates", "line template", &new.name, Some(id));
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE line_templates SET name = $2, caller_id_name_pattern = $3, \
                  label_pattern = $4, context = $5, voicemail_enabled = $6, \
                  cfwd_all_destination = $7, cfwd_all_enabled = $8, cfwd_busy_destination = $9, \
                  cfwd_busy_enabled = $10, cfwd_noanswer_destination = $11, \
                  cfwd_noanswer_enabled = $12, max_calls = $13, busy_trigger = $14 WHERE id = $1",
             )
-            .bind(id)
-            .bind(new.name.as_str())
-            .bind(new.caller_id_name_pattern.as_str())
-            .bind(new.label_pattern.as_str())
-            .bind(new.context.as_str())
-            .bind(new.voicemail_enabled)
-            .bind(new.call_forward.all.destination.as_deref())
-            .bind(new.call_forward.all.enabled)
-            .bind(new.call_forward.busy.destination.as_deref())
-            .bind(new.call_forward.busy.enabled)
-            .bind(new.call_forward.no_answer.destination.as_deref())
-            .bind(new.call_forward.no_answer.enabled)
-            .bind(i64::from(new.max_calls))
-            .bind(i64::from(new.busy_trigger))
-            .execute(&mut *tx)
-            .await?;
+            .bind(id);
+            bind_line_template!(query, new).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok::<(), StoreError>(())
         })?;
@@ -504,43 +471,55 @@ impl Store {
     /// Deletes a line template; refused with [`StoreError::InUse`] while a user profile or the
     /// autoregistration settings use it. False when there is no such template.
     pub async fn delete_line_template(&self, id: i64) -> Result<bool, StoreError> {
+        self.delete_template(&LINE_TEMPLATE_USE, id).await
+    }
+
+    /// Deletes template `id` of `kind` unless a user profile or the autoregistration settings
+    /// refer to it ([`StoreError::InUse`]). False when there is no such template.
+    async fn delete_template(&self, kind: &TemplateUse, id: i64) -> Result<bool, StoreError> {
+        let TemplateUse {
+            what,
+            table,
+            column,
+        } = *kind;
+        // Table and column names come from the `TemplateUse` constants, never from input.
+        let exists = format!("SELECT id FROM {table} WHERE id = $1");
+        let profile_sql =
+            format!("SELECT name FROM user_profiles WHERE {column} = $1 ORDER BY id LIMIT 1");
+        let settings_sql = format!("SELECT id FROM selfprov_settings WHERE autoreg_{column} = $1");
+        let delete = format!("DELETE FROM {table} WHERE id = $1");
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM line_templates WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(exists))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
             if found.is_none() {
                 return Ok(false);
             }
-            let profile: Option<String> = sqlx::query_scalar(
-                "SELECT name FROM user_profiles WHERE line_template_id = $1 ORDER BY id LIMIT 1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let profile: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(profile_sql))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
             if let Some(p) = profile {
                 return Err(StoreError::InUse {
-                    what: "line template",
+                    what,
                     id,
                     by: format!("user profile {p:?}"),
                 });
             }
-            let settings: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM selfprov_settings WHERE autoreg_line_template_id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let settings: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(settings_sql))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
             if settings.is_some() {
                 return Err(StoreError::InUse {
-                    what: "line template",
+                    what,
                     id,
                     by: "the autoregistration settings".into(),
                 });
             }
-            sqlx::query("DELETE FROM line_templates WHERE id = $1")
+            sqlx::query(sqlx::AssertSqlSafe(delete))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
