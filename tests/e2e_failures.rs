@@ -60,6 +60,35 @@ fn wrong_pin_three_times_ends_the_call_and_binds_nothing() {
         outcome.run.elapsed
     );
     server.assert_nothing_bound();
+    // Each failed attempt is in the audit log, without the digits typed.
+    let out = server.cli(&["audit"]);
+    assert!(out.success(), "audit: {}", out.stderr);
+    let audit: serde_json::Value = serde_json::from_str(&out.stdout).expect("audit JSON");
+    let outcomes: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("audit items")
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "bad-pin").count(),
+        3,
+        "{audit:#}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == "too-many-attempts")
+            .count(),
+        1,
+        "{audit:#}"
+    );
+    for pin in ["1111", "2222", "3333"] {
+        assert!(
+            !out.stdout.contains(pin),
+            "the audit log must not hold the digits typed: {audit:#}"
+        );
+    }
     server.assert_alive();
 }
 

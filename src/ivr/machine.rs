@@ -113,7 +113,10 @@ pub enum ProvisionError {
     /// The phone is already bound to another user (it must be released first).
     #[error("the phone is already bound to another user")]
     AlreadyBound,
-    /// A policy refused it (device limit reached, phone not autoregistered, ...).
+    /// The user already has as many phones as their profile allows.
+    #[error("the user already has as many devices as their profile allows")]
+    DeviceLimit,
+    /// A policy refused it (profile does not allow self-provisioning, no profile, ...).
     #[error("provisioning refused: {0}")]
     Refused(String),
     #[error("internal error while provisioning: {0}")]
@@ -624,11 +627,21 @@ impl Ivr {
                     },
                 )
             }
-            Err(e) => self.close(
-                out,
-                vec![p::PROVISIONING_FAILED],
-                Outcome::Failed(FailReason::Provisioning(e)),
-            ),
+            Err(e) => {
+                // Say why where the caller can act on it (Cisco's IVR does likewise).
+                let prompt = match e {
+                    ProvisionError::AlreadyBound => p::ALREADY_BOUND,
+                    ProvisionError::DeviceLimit => p::DEVICE_LIMIT,
+                    ProvisionError::Refused(_) | ProvisionError::Internal(_) => {
+                        p::PROVISIONING_FAILED
+                    }
+                };
+                self.close(
+                    out,
+                    vec![prompt],
+                    Outcome::Failed(FailReason::Provisioning(e)),
+                )
+            }
         }
     }
 

@@ -20,6 +20,8 @@ pub const SUCCESS_RESTART: &str = "success_restart";
 pub const CANCELLED: &str = "cancelled";
 pub const TOO_MANY_ATTEMPTS: &str = "too_many_attempts";
 pub const PROVISIONING_FAILED: &str = "provisioning_failed";
+pub const ALREADY_BOUND: &str = "already_bound";
+pub const DEVICE_LIMIT: &str = "device_limit";
 pub const GOODBYE: &str = "goodbye";
 
 /// `digit_0` .. `digit_9`, indexed by the digit's value.
@@ -47,6 +49,8 @@ pub const ALL: &[&str] = &[
     CANCELLED,
     TOO_MANY_ATTEMPTS,
     PROVISIONING_FAILED,
+    ALREADY_BOUND,
+    DEVICE_LIMIT,
     GOODBYE,
     DIGITS[0],
     DIGITS[1],

@@ -911,16 +911,23 @@ fn invalid_confirm_key_or_timeout_replays_the_choice() {
 #[test]
 fn provisioning_failure_plays_failed_and_hangs_up() {
     let errors = [
-        ProvisionError::AlreadyBound,
-        ProvisionError::Refused("device limit".into()),
-        ProvisionError::Internal("db down".into()),
+        (ProvisionError::AlreadyBound, p::ALREADY_BOUND),
+        (ProvisionError::DeviceLimit, p::DEVICE_LIMIT),
+        (
+            ProvisionError::Refused("no profile".into()),
+            p::PROVISIONING_FAILED,
+        ),
+        (
+            ProvisionError::Internal("db down".into()),
+            p::PROVISIONING_FAILED,
+        ),
     ];
-    for err in errors {
+    for (err, prompt) in errors {
         let mut ivr = at_confirm(AuthMode::SecureUsers);
         ivr.handle(Event::Digit('1'));
         assert_eq!(
             ivr.handle(Event::ProvisionResult(Err(err.clone()))),
-            vec![play(&[p::PROVISIONING_FAILED])]
+            vec![play(&[prompt])]
         );
         assert_eq!(
             ivr.outcome(),

@@ -501,27 +501,44 @@ impl Call {
         }
         let outcome = ivr.outcome();
         tracing::info!(?reason, ?outcome, "call ended");
-        if let Some(ivr::Outcome::Failed(why)) = &outcome {
-            let store = self.services.store.clone();
-            let identity = self.identity.clone();
-            let why = why.clone();
-            let audit = match why {
-                ivr::FailReason::TooManyAttempts => AuditOutcome::TooManyAttempts,
-                ivr::FailReason::SelfProvDisabled => AuditOutcome::UserDisabled,
-                _ => AuditOutcome::Error,
-            };
-            if let Err(e) = store
-                .record_audit(&identity, None, None, audit, "IVR ended without binding")
-                .await
-            {
-                tracing::error!(error = %e, "could not record the failed attempt in the audit log");
+        // Refusals inside the binding are audited by the store itself; what ends the call
+        // before it is recorded here. Never with the digits typed.
+        let audit = match &outcome {
+            Some(ivr::Outcome::Failed(ivr::FailReason::TooManyAttempts)) => Some((
+                AuditOutcome::TooManyAttempts,
+                "too many unsuccessful attempts",
+            )),
+            Some(ivr::Outcome::Failed(ivr::FailReason::SelfProvDisabled)) => Some((
+                AuditOutcome::UserDisabled,
+                "self-provisioning is disabled for the user",
+            )),
+            Some(ivr::Outcome::Failed(ivr::FailReason::NoExtension)) => {
+                Some((AuditOutcome::Error, "the user has no extension"))
             }
+            Some(ivr::Outcome::HungUp) | None => {
+                Some((AuditOutcome::Abandoned, "the caller hung up before the end"))
+            }
+            Some(ivr::Outcome::Failed(ivr::FailReason::Provisioning(_)))
+            | Some(ivr::Outcome::Provisioned { .. })
+            | Some(ivr::Outcome::Cancelled) => None,
+        };
+        if let Some((outcome, detail)) = audit {
+            record_audit(
+                &self.services.store,
+                &self.identity,
+                None,
+                None,
+                outcome,
+                detail,
+            )
+            .await;
         }
     }
 
     fn lookup_user(&self, digits: String) {
         let store = self.services.store.clone();
         let tx = self.results_tx.clone();
+        let identity = self.identity.clone();
         tokio::spawn(async move {
             let user = match store.find_user_for_ivr(&digits).await {
                 Ok(u) => u.map(|u| UserInfo {
@@ -534,7 +551,20 @@ impl Call {
                     None
                 }
             };
+            let unknown = user.is_none();
             let _ = tx.send(Event::UserLookup(user));
+            if unknown {
+                tracing::info!("no user matches the ID entered");
+                record_audit(
+                    &store,
+                    &identity,
+                    None,
+                    None,
+                    AuditOutcome::UnknownUser,
+                    "no user matches the ID entered",
+                )
+                .await;
+            }
         });
     }
 
@@ -543,8 +573,9 @@ impl Call {
         let tx = self.results_tx.clone();
         let mode = self.settings.auth_mode;
         let admin_code = self.settings.admin_code_hash.clone();
+        let identity = self.identity.clone();
         tokio::spawn(async move {
-            let pin_hash = match store.get_user(&user_id).await {
+            let pin_hash = match store.get_user(user_id.as_str()).await {
                 Ok(Some(u)) => u.pin_hash,
                 Ok(None) => None,
                 Err(e) => {
@@ -552,6 +583,7 @@ impl Call {
                     None
                 }
             };
+            let has_pin = pin_hash.is_some();
             // argon2 is deliberately slow: keep it off the async workers.
             let outcome = tokio::task::spawn_blocking(move || {
                 use crate::provisioning::secret::verify_secret;
@@ -573,6 +605,28 @@ impl Call {
             .await
             .unwrap_or(AuthOutcome::Failed);
             let _ = tx.send(Event::AuthResult(outcome));
+            if outcome == AuthOutcome::Failed {
+                tracing::info!(user = %user_id, "wrong PIN or admin code");
+                let what = if mode == AuthMode::SecureUsersAndAdmins {
+                    "wrong PIN or admin code"
+                } else {
+                    "wrong PIN"
+                };
+                let (audit, detail) = if has_pin || mode == AuthMode::SecureUsersAndAdmins {
+                    (AuditOutcome::BadPin, what)
+                } else {
+                    (AuditOutcome::NoPin, "the user has no PIN")
+                };
+                record_audit(
+                    &store,
+                    &identity,
+                    Some(&user_id),
+                    Some(AuthMethod::Pin),
+                    audit,
+                    detail,
+                )
+                .await;
+            }
         });
     }
 
@@ -592,9 +646,12 @@ impl Call {
                         tracing::warn!(error = %e, "refused: phone bound to another user");
                         Err(ProvisionError::AlreadyBound)
                     }
+                    Err(e @ StoreError::DeviceLimit { .. }) => {
+                        tracing::warn!(error = %e, "refused: the user is at the profile's device limit");
+                        Err(ProvisionError::DeviceLimit)
+                    }
                     Err(
-                        e @ (StoreError::DeviceLimit { .. }
-                        | StoreError::ProvisionNotAllowed { .. }
+                        e @ (StoreError::ProvisionNotAllowed { .. }
                         | StoreError::NoProfile { .. }
                         | StoreError::UserDisabled { .. }
                         | StoreError::UnknownUser { .. }),
@@ -611,6 +668,23 @@ impl Call {
             }
             .instrument(span),
         );
+    }
+}
+
+/// Writes an audit event; a failure is logged, never fatal to the call.
+async fn record_audit(
+    store: &crate::store::Store,
+    identity: &DeviceIdentity,
+    user_id: Option<&str>,
+    auth: Option<AuthMethod>,
+    outcome: AuditOutcome,
+    detail: &str,
+) {
+    if let Err(e) = store
+        .record_audit(identity, user_id, auth, outcome, detail)
+        .await
+    {
+        tracing::error!(error = %e, "could not write the audit event");
     }
 }
 
