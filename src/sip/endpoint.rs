@@ -391,14 +391,7 @@ impl Endpoint {
             warn!(?call, state = ?c.state, "reject: call is not waiting for an answer");
             return;
         }
-        let status = final_error_status(status);
-        let (tx, invite, source, tag) = (
-            c.invite_tx,
-            c.invite.clone(),
-            c.source,
-            c.dialog.local_tag.clone(),
-        );
-        self.respond_in_tx(now, tx, &invite, &source, status, Some(&tag), |_| {});
+        self.reject_early_invite(now, call, final_error_status(status));
         self.end_call(call, EndReason::Rejected);
         self.purge_stale();
     }
@@ -464,13 +457,7 @@ impl Endpoint {
         };
         match c.state {
             CallState::Early => {
-                let (tx, invite, source, tag) = (
-                    c.invite_tx,
-                    c.invite.clone(),
-                    c.source,
-                    c.dialog.local_tag.clone(),
-                );
-                self.respond_in_tx(now, tx, &invite, &source, 480, Some(&tag), |_| {});
+                self.reject_early_invite(now, call, 480);
                 self.end_call(call, EndReason::Rejected);
             }
             CallState::Answered => c.bye_after_ack = true,
@@ -821,21 +808,29 @@ impl Endpoint {
             return;
         };
         c.pending_2xx = None;
-        let re = c.reinvite.take();
-        let early = (c.state == CallState::Early).then(|| {
-            (
-                c.invite_tx,
-                c.invite.clone(),
-                c.source,
-                c.dialog.local_tag.clone(),
-            )
-        });
-        if let Some(re) = re {
+        if let Some(re) = c.reinvite.take() {
             self.respond_in_tx(now, re.tx, &re.request, &re.source, 487, None, |_| {});
         }
-        if let Some((tx, invite, source, tag)) = early {
-            self.respond_in_tx(now, tx, &invite, &source, 487, Some(&tag), |_| {});
+        self.reject_early_invite(now, id, 487);
+    }
+
+    /// Answers the initial INVITE of call `id` with the final error `status` (and our To tag)
+    /// while the call is still Early; nothing for a call that is gone or already answered.
+    /// The caller decides whether the call ends.
+    fn reject_early_invite(&mut self, now: Instant, id: CallId, status: u16) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.state != CallState::Early {
+            return;
         }
+        let (tx, invite, source, tag) = (
+            c.invite_tx,
+            c.invite.clone(),
+            c.source,
+            c.dialog.local_tag.clone(),
+        );
+        self.respond_in_tx(now, tx, &invite, &source, status, Some(&tag), |_| {});
     }
 
     fn on_info(&mut self, now: Instant, id: CallId, req: Request, key: TxKey, src: Peer) {
