@@ -95,6 +95,17 @@ pub fn deadline(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
 }
 
+/// The state and expiry deadline after a final response (timers I, J, K): the transaction
+/// stays in `waiting` for `wait` to absorb retransmissions, or, over a reliable transport where
+/// that timer is zero, goes straight to `terminated` (§17.1.2.2, §17.2.1, §17.2.2).
+fn linger<S>(now: Instant, wait: Duration, waiting: S, terminated: S) -> (S, Option<Instant>) {
+    if wait.is_zero() {
+        (terminated, None)
+    } else {
+        (waiting, Some(deadline(now, wait)))
+    }
+}
+
 /// Which of a transaction's two deadlines a heap entry refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimerKind {
@@ -268,14 +279,12 @@ impl ServerTx {
                 self.expire_at = Some(deadline(now, t.t1x64()));
             }
             (ServerKind::NonInvite, _) => {
-                let j = t.timer_j(self.reliable);
-                if j.is_zero() {
-                    self.state = ServerState::Terminated;
-                    self.expire_at = None;
-                } else {
-                    self.state = ServerState::Completed;
-                    self.expire_at = Some(deadline(now, j));
-                }
+                (self.state, self.expire_at) = linger(
+                    now,
+                    t.timer_j(self.reliable),
+                    ServerState::Completed,
+                    ServerState::Terminated,
+                );
             }
         }
         true
@@ -298,14 +307,12 @@ impl ServerTx {
         match self.state {
             ServerState::Completed => {
                 self.retransmit_at = None;
-                let i = t.timer_i(self.reliable);
-                if i.is_zero() {
-                    self.state = ServerState::Terminated;
-                    self.expire_at = None;
-                } else {
-                    self.state = ServerState::Confirmed;
-                    self.expire_at = Some(deadline(now, i));
-                }
+                (self.state, self.expire_at) = linger(
+                    now,
+                    t.timer_i(self.reliable),
+                    ServerState::Confirmed,
+                    ServerState::Terminated,
+                );
                 true
             }
             ServerState::Confirmed => true,
@@ -432,14 +439,12 @@ impl ClientTx {
             }
             ClientState::Trying | ClientState::Proceeding => {
                 self.retransmit_at = None;
-                let k = t.timer_k(self.reliable);
-                if k.is_zero() {
-                    self.state = ClientState::Terminated;
-                    self.expire_at = None;
-                } else {
-                    self.state = ClientState::Completed;
-                    self.expire_at = Some(deadline(now, k));
-                }
+                (self.state, self.expire_at) = linger(
+                    now,
+                    t.timer_k(self.reliable),
+                    ClientState::Completed,
+                    ClientState::Terminated,
+                );
                 ClientOutcome::Final(status)
             }
             _ => ClientOutcome::Absorbed,
