@@ -284,7 +284,7 @@ macro_rules! check_ref {
         }
     }};
 }
-pub(super) use check_exists;
+pub(super) use {check_exists, check_ref};
 
 impl Store {
     // ------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 //! `update_user`, `delete_user`).
 
 use super::list::{run_list, ListSpec};
+use super::templates::check_ref;
 use super::{
     check_clashes, from_millis, now_millis, validate_new_user, AuditOutcome, AuthMethod, Backend,
     DeviceState, ListQuery, NewUser, Page, Store, StoreError, User, UserInput, WritePool,
@@ -87,14 +88,7 @@ impl Store {
             .await?;
             check_clashes(&new, &clashes)?;
             if let Some(p) = new.profile_id {
-                let found: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM user_profiles WHERE id = $1")
-                        .bind(p)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if found.is_none() {
-                    return Err(unknown_profile(p));
-                }
+                check_ref!(tx, "user_profiles", "profile_id", "user profile", p);
             }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO users (user_id, selfprov_id, first_name, last_name, extension, \
@@ -159,14 +153,7 @@ impl Store {
             .await?;
             check_clashes(&new, &clashes)?;
             if let Some(p) = new.profile_id {
-                let found: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM user_profiles WHERE id = $1")
-                        .bind(p)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if found.is_none() {
-                    return Err(unknown_profile(p));
-                }
+                check_ref!(tx, "user_profiles", "profile_id", "user profile", p);
             }
             sqlx::query(
                 "UPDATE users SET user_id = $2, selfprov_id = $3, first_name = $4, last_name = $5, \
@@ -304,12 +291,5 @@ impl Store {
             tx.commit().await?;
             Ok(true)
         })
-    }
-}
-
-fn unknown_profile(id: i64) -> StoreError {
-    StoreError::Invalid {
-        field: "profile_id",
-        message: format!("no user profile with ID {id}"),
     }
 }
