@@ -63,6 +63,18 @@ fn token_hash(secret: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Writes the settings row (there is only ever row 1), if it exists.
+const UPDATE_SETTINGS: &str = "UPDATE selfprov_settings SET auth_mode = $1, \
+     admin_code_hash = $2, ivr_extensions = $3, languages = $4, default_profile_id = $5, \
+     autoreg_start_dn = $6, autoreg_end_dn = $7, autoreg_device_template_id = $8, \
+     autoreg_line_template_id = $9, allow_admin_takeover = $10 WHERE id = 1";
+
+/// Creates the settings row, with the parameters of [`UPDATE_SETTINGS`].
+const INSERT_SETTINGS: &str = "INSERT INTO selfprov_settings (id, auth_mode, admin_code_hash, \
+     ivr_extensions, languages, default_profile_id, autoreg_start_dn, autoreg_end_dn, \
+     autoreg_device_template_id, autoreg_line_template_id, allow_admin_takeover) \
+     VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
 impl Store {
     // ------------------------------------------------------------------------------------------
     // Settings
@@ -157,49 +169,25 @@ impl Store {
                     });
                 }
             }
-            let params = (
-                s.auth_mode.as_str(),
-                s.admin_code_hash.as_deref(),
-                extensions.as_str(),
-                languages.as_str(),
-            );
-            let done = sqlx::query(
-                "UPDATE selfprov_settings SET auth_mode = $1, admin_code_hash = $2, \
-                 ivr_extensions = $3, languages = $4, default_profile_id = $5, \
-                 autoreg_start_dn = $6, autoreg_end_dn = $7, autoreg_device_template_id = $8, \
-                 autoreg_line_template_id = $9, allow_admin_takeover = $10 WHERE id = 1",
-            )
-            .bind(params.0)
-            .bind(params.1)
-            .bind(params.2)
-            .bind(params.3)
-            .bind(s.default_profile_id)
-            .bind(s.autoreg_start_dn.as_deref())
-            .bind(s.autoreg_end_dn.as_deref())
-            .bind(s.autoreg_device_template_id)
-            .bind(s.autoreg_line_template_id)
-            .bind(s.allow_admin_takeover)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                sqlx::query(
-                    "INSERT INTO selfprov_settings (id, auth_mode, admin_code_hash, \
-                     ivr_extensions, languages, default_profile_id, autoreg_start_dn, \
-                     autoreg_end_dn, autoreg_device_template_id, autoreg_line_template_id, \
-                     allow_admin_takeover) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(params.0)
-                .bind(params.1)
-                .bind(params.2)
-                .bind(params.3)
-                .bind(s.default_profile_id)
-                .bind(s.autoreg_start_dn.as_deref())
-                .bind(s.autoreg_end_dn.as_deref())
-                .bind(s.autoreg_device_template_id)
-                .bind(s.autoreg_line_template_id)
-                .bind(s.allow_admin_takeover)
-                .execute(&mut *tx)
-                .await?;
+            // The settings row is updated, or inserted the first time; both statements take
+            // the same ten parameters.
+            for sql in [UPDATE_SETTINGS, INSERT_SETTINGS] {
+                let done = sqlx::query(sql)
+                    .bind(s.auth_mode.as_str())
+                    .bind(s.admin_code_hash.as_deref())
+                    .bind(extensions.as_str())
+                    .bind(languages.as_str())
+                    .bind(s.default_profile_id)
+                    .bind(s.autoreg_start_dn.as_deref())
+                    .bind(s.autoreg_end_dn.as_deref())
+                    .bind(s.autoreg_device_template_id)
+                    .bind(s.autoreg_line_template_id)
+                    .bind(s.allow_admin_takeover)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() > 0 {
+                    break;
+                }
             }
             tx.commit().await?;
             Ok::<(), StoreError>(())
