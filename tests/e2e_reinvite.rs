@@ -192,12 +192,7 @@ fn hold_resume_and_session_refresh_keep_one_rtp_stream() {
 
 /// RFC 3264 §8: "If the SDP is changed, the version in the origin field MUST increment by one";
 /// the session id and username stay.
-///
-/// Ignored while the server has the bug it demonstrates: `src/server/call.rs` sets
-/// `LocalMedia::session_version = 1` once and never bumps it, so the hold answer (a=recvonly)
-/// carries the same `o=` line as the first answer (a=sendrecv). Run with `--ignored`.
 #[test]
-#[ignore = "server bug: o= version not incremented when a re-INVITE answer changes (RFC 3264 §8)"]
 fn changed_answers_increment_the_origin_version_by_one() {
     let mut server = Server::start();
     let rtp = RtpEndpoint::bind();
