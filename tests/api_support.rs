@@ -217,6 +217,14 @@ where
             store.close().await;
             db.drop_db().await;
         }
-        None => eprintln!("SELFPROV_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"),
+        None => {
+            // In CI a missing database is a failure, never a silent skip.
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+            assert!(
+                !ci,
+                "CI is set but SELFPROV_TEST_POSTGRES_URL is not: source scripts/pg-test-env.sh"
+            );
+            eprintln!("SELFPROV_TEST_POSTGRES_URL is not set: PostgreSQL run skipped (outside CI)");
+        }
     }
 }
