@@ -9,6 +9,7 @@
 //!   and call events out. It never touches a socket or a clock itself.
 
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod framing;
 pub mod message;
