@@ -14,6 +14,7 @@
 //! | [`langpack`] | the prompt catalogue and language packs: decode, resample, encode once at load |
 //! | [`ivr`] | the IVR dialogue state machine |
 //! | [`provisioning`] | identifying the calling phone, secrets (argon2), binding a phone to a user |
+//! | [`phoneprov`] | per-vendor phone configuration files: the neutral view, templates, file-name routing |
 //! | [`store`] | the persistent store (SQLite by default) and its migrations |
 //! | [`config`] | the TOML configuration with its documented defaults |
 //! | [`server`] | the tokio runtime layer: SIP transports, RTP sockets, call tasks |
@@ -26,6 +27,7 @@ pub mod config;
 pub mod ivr;
 pub mod langpack;
 pub mod media;
+pub mod phoneprov;
 pub mod provisioning;
 pub mod server;
 pub mod sip;
