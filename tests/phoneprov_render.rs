@@ -622,3 +622,194 @@ fn hostile_paths_give_none() {
         let _ = route("/cfg000b82aabbcc.xml", Some(ua));
     }
 }
+
+mod from_store {
+    use super::*;
+    use selfprov::phoneprov::{BuildError, StoreLine};
+    use selfprov::store::{
+        Device, DeviceLine, DeviceState, DeviceTemplate, DeviceType, Line, NewDeviceTemplate,
+        NewLine, Protocol, SipEndpoint, SpeedDial,
+    };
+    use std::time::SystemTime;
+
+    fn line(id: i64, number: &str, cid: &str) -> (Line, SipEndpoint) {
+        (
+            Line {
+                id,
+                spec: NewLine {
+                    number: number.into(),
+                    caller_id_name: cid.into(),
+                    label: format!("L{number}"),
+                    ..Default::default()
+                },
+                user_ids: vec![1],
+                sip_endpoint_id: Some(id + 100),
+                device_ids: vec![7],
+                created_at: SystemTime::UNIX_EPOCH,
+            },
+            SipEndpoint {
+                id: id + 100,
+                auth_username: format!("u{id}"),
+                password: format!("secret{id}"),
+                transport: Transport::Tcp,
+                digest_required: true,
+                line_id: Some(id),
+                created_at: SystemTime::UNIX_EPOCH,
+            },
+        )
+    }
+
+    fn device(lines: &[(u32, i64, &str, &str)], device_type: DeviceType) -> Device {
+        Device {
+            id: 7,
+            mac: Some("001565AABBCC".into()),
+            device_name: None,
+            vendor: Some("Yealink".into()),
+            model: Some("T46S".into()),
+            firmware: None,
+            user_agent: None,
+            sip_identity: "x".into(),
+            owner: Some("jdoe".into()),
+            owner_id: Some(1),
+            state: DeviceState::Provisioning,
+            protocol: Protocol::Sip,
+            device_type,
+            description: String::new(),
+            template_id: Some(3),
+            lines: lines
+                .iter()
+                .map(|&(position, id, number, label)| DeviceLine {
+                    position,
+                    number: number.into(),
+                    line_id: Some(id),
+                    label: label.into(),
+                })
+                .collect(),
+            created_at: SystemTime::UNIX_EPOCH,
+            last_seen: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn template() -> DeviceTemplate {
+        DeviceTemplate {
+            id: 3,
+            spec: NewDeviceTemplate {
+                name: "t".into(),
+                line_keys: 3,
+                speed_dials: vec![SpeedDial {
+                    position: 1,
+                    number: "8000".into(),
+                    label: String::new(),
+                }],
+                timezone: "Europe/Paris".into(),
+                ntp_server: Some("ntp.example.com".into()),
+                registrar_address: Some("pbx.example.com".into()),
+                registrar_port: 5070,
+                proxy_address: Some("sbc.example.com".into()),
+                proxy_port: 5080,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn builds_lines_from_device_lines_and_endpoints() {
+        let (l1, e1) = line(11, "1001", "John Doe");
+        let (l2, e2) = line(12, "1002", "");
+        let d = device(
+            &[(2, 12, "1002", ""), (1, 11, "1001", "1001 - John")],
+            DeviceType::Advanced,
+        );
+        let sl = [
+            StoreLine {
+                line: &l2,
+                endpoint: &e2,
+            },
+            StoreLine {
+                line: &l1,
+                endpoint: &e1,
+            },
+        ];
+        let t = template();
+        let cfg = PhoneConfig::from_store(&d, &sl, Some(&t), &server()).unwrap();
+        assert_eq!(cfg.device.vendor, Some(Vendor::Yealink));
+        assert_eq!(cfg.lines.len(), 2);
+        let a = &cfg.lines[0];
+        assert_eq!(
+            (
+                a.position,
+                a.number.as_str(),
+                a.display_name.as_str(),
+                a.label.as_str()
+            ),
+            (1, "1001", "John Doe", "1001 - John")
+        );
+        assert_eq!(
+            (a.auth_username.as_str(), a.password.as_str()),
+            ("u11", "secret11")
+        );
+        assert_eq!(
+            (a.registrar_host.as_str(), a.registrar_port),
+            ("pbx.example.com", 5070)
+        );
+        assert_eq!(a.transport, Transport::Tcp);
+        assert_eq!(a.proxy, Some(("sbc.example.com".into(), 5080)));
+        // Empty caller ID name and device-line label fall back to the line's label / number.
+        let b = &cfg.lines[1];
+        assert_eq!(
+            (b.display_name.as_str(), b.label.as_str()),
+            ("1002", "L1002")
+        );
+        assert_eq!(cfg.line_keys, 3);
+        assert_eq!(cfg.speed_dials[0].label, "8000");
+        assert_eq!(cfg.timezone, "Europe/Paris");
+
+        let kv = parse_cfg(
+            &Renderer::new()
+                .unwrap()
+                .render(&FileKind::YealinkDevice, &cfg)
+                .unwrap(),
+        );
+        assert_eq!(kv["account.1.outbound_proxy.1.address"], "sbc.example.com");
+        assert_eq!(kv["account.2.sip_server.1.transport_type"], "1");
+        assert_eq!(kv["linekey.4.value"], "8000");
+
+        // No template: lines register with selfprov itself.
+        let cfg = PhoneConfig::from_store(&d, &sl, None, &server()).unwrap();
+        assert_eq!(cfg.lines[0].registrar_host, "selfprov.example.net");
+        assert_eq!(cfg.lines[0].proxy, None);
+    }
+
+    #[test]
+    fn refuses_incomplete_or_oversized_devices() {
+        let (l1, e1) = line(11, "1001", "A");
+        let sl = [StoreLine {
+            line: &l1,
+            endpoint: &e1,
+        }];
+        let d = device(
+            &[(1, 11, "1001", ""), (2, 12, "1002", "")],
+            DeviceType::Advanced,
+        );
+        assert_eq!(
+            PhoneConfig::from_store(&d, &sl, None, &server()),
+            Err(BuildError::MissingLine { position: 2 })
+        );
+        let d = device(
+            &[(1, 11, "1001", ""), (1, 11, "1001", "")],
+            DeviceType::Advanced,
+        );
+        assert_eq!(
+            PhoneConfig::from_store(&d, &sl, None, &server()),
+            Err(BuildError::DuplicatePosition { position: 1 })
+        );
+        let d = device(
+            &[(1, 11, "1001", ""), (2, 11, "1001", "")],
+            DeviceType::Basic,
+        );
+        assert!(matches!(
+            PhoneConfig::from_store(&d, &sl, None, &server()),
+            Err(BuildError::TooManyLines { max: 1, .. })
+        ));
+    }
+}
