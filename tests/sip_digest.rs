@@ -614,16 +614,16 @@ fn parse_refusals_are_clear() {
         (base(", nc=1", md5), "nc without qop"),
         (base(", realm=\"again\"", md5), "duplicate"),
         (base(", qop=bogus", md5), "unknown qop"),
-        (format!("Basic dXNlcjpwYXNz"), "Basic"),
-        (format!("Digest"), "no params"),
+        ("Basic dXNlcjpwYXNz".to_string(), "Basic"),
+        ("Digest".to_string(), "no params"),
         (
             format!("Digest realm=\"r\", nonce=\"n\", uri=\"/\", response=\"{md5}\""),
             "no user",
         ),
-        (format!("Digest username=\"u"), "unterminated"),
-        (format!("Digest username"), "no ="),
-        (format!("Digest username=\"u\" realm=\"r\""), "no comma"),
-        (format!("Digest username=\"a\u{1}\""), "control char"),
+        ("Digest username=\"u".to_string(), "unterminated"),
+        ("Digest username".to_string(), "no ="),
+        ("Digest username=\"u\" realm=\"r\"".to_string(), "no comma"),
+        ("Digest username=\"a\u{1}\"".to_string(), "control char"),
         (format!("Digest username={}", "a".repeat(9000)), "too long"),
     ] {
         assert!(
@@ -679,7 +679,7 @@ fn fuzz_mutations_never_panic_and_never_authenticate() {
         "MD5-sess",
         "userhash=true",
     ];
-    let mut rng = Rng(0x5eed_d16e_57);
+    let mut rng = Rng(0x005e_edd1_6e57);
     for i in 0..20_000 {
         let mut s: Vec<char> = original.chars().collect();
         for _ in 0..1 + rng.below(4) {

@@ -1049,6 +1049,22 @@ mod tests {
     }
 
     #[test]
+    fn replay_table_floor_refuses_untracked_old_nonces_even_with_room() {
+        // Room in the table, but a nonce no newer than an evicted one comes back (e.g. after
+        // the wall clock stepped back): it must not be admitted as fresh.
+        let mut t = ReplayTable::new(8);
+        t.floor = Some(500);
+        assert_eq!(
+            t.record(key(1), 500, NonceUse::Count(1), 510, 300),
+            Recorded::Forgotten
+        );
+        assert_eq!(
+            t.record(key(2), 501, NonceUse::Count(1), 510, 300),
+            Recorded::Fresh
+        );
+    }
+
+    #[test]
     fn replay_table_purges_expired_before_evicting() {
         let mut t = ReplayTable::new(2);
         assert_eq!(
