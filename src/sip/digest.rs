@@ -8,7 +8,7 @@
 //! # Decisions
 //!
 //! - **Algorithms**: `MD5`, `SHA-256` and `SHA-512-256`. Challenges are sent one per configured
-//!   algorithm, in configuration order, SHA-256 first by default (RFC 8760 §2.4, RFC 7616 §3.7):
+//!   algorithm, in configuration order, SHA-256 first by default (RFC 8760 §2.3, RFC 7616 §3.7):
 //!   a client uses the first one it supports. The `-sess` variants are refused
 //!   ([`Outcome::Unsupported`]): we never offer them, and a client may only answer with an
 //!   algorithm it was offered. `userhash=true`, `username*` and `qop=auth-int` are refused the
@@ -272,13 +272,24 @@ pub enum ConfigError {
     NoCapacity,
 }
 
-/// The server side of Digest authentication for one realm.
-#[derive(Debug)]
+/// The server side of Digest authentication for one realm. `verify` takes `&mut self` (it
+/// records `nc` values); share one behind a mutex if several tasks verify.
 pub struct Verifier {
     config: DigestConfig,
     secret: [u8; 32],
     opaque: String,
     replay: ReplayTable,
+}
+
+// Hand-written so the secret never reaches a log line.
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("config", &self.config)
+            .field("secret", &"<redacted>")
+            .field("tracked_nonces", &self.replay.map.len())
+            .finish()
+    }
 }
 
 impl Verifier {
@@ -1081,6 +1092,13 @@ mod tests {
         );
         assert_eq!(t.floor, None, "expired entry purged, nothing live evicted");
         assert_eq!(t.map.len(), 2);
+    }
+
+    #[test]
+    fn debug_does_not_print_the_secret() {
+        let v = Verifier::new(DigestConfig::new("r"), [0xab; 32]).unwrap();
+        let d = format!("{v:?}");
+        assert!(d.contains("redacted") && !d.contains("171"), "{d}");
     }
 
     #[test]
