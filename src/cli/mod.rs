@@ -6,6 +6,7 @@
 //! process, so validation, errors and JSON output are the API's.
 
 pub mod admin;
+pub mod langpack;
 
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +73,9 @@ pub enum Command {
     /// Run any admin REST API request in process (no HTTP, no token): e.g.
     /// `selfprov api GET /api/v1/devices?search=0011`.
     Api(ApiArgs),
+    /// Language-pack tools: check, build (TTS), list, info.
+    #[command(subcommand)]
+    Langpack(langpack::LangpackCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -471,6 +475,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 None,
             ))
         }
+        Command::Langpack(cmd) => langpack::run(cmd),
         Command::Api(a) => {
             let body = a.data.as_deref().map(admin::Body::json).transpose()?;
             run_api(admin::ApiRequest::new(

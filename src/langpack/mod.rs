@@ -15,6 +15,8 @@
 //! ```
 
 pub mod audio;
+pub mod build;
+pub mod check;
 mod catalogue;
 mod error;
 mod prompt;
