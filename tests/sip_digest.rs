@@ -500,6 +500,18 @@ fn legacy_rfc2069_nonce_is_single_use_or_disabled() {
 }
 
 #[test]
+fn select_credentials_picks_our_realm() {
+    let v = verifier();
+    let mut client = Client::from_challenge(&v.challenges(t(100), false)[0]);
+    let ours = client.header();
+    client.realm = "proxy.other";
+    let theirs = client.header();
+    assert_eq!(v.select_credentials(&[&theirs, &ours]), Some(ours.as_str()));
+    assert_eq!(v.select_credentials(&["garbage", &theirs]), Some("garbage"));
+    assert_eq!(v.select_credentials(&[]), None);
+}
+
+#[test]
 fn tolerant_uri_compare() {
     assert!(uri_matches("sip:selfprov.example", "sip:selfprov.example"));
     assert!(uri_matches(

@@ -415,6 +415,17 @@ impl Verifier {
         s
     }
 
+    /// Of several `Authorization` / `Proxy-Authorization` values (a request may carry one per
+    /// realm, RFC 3261 §22.3), the one for our realm; otherwise the first one, so that its
+    /// failure is what gets reported. `None` when there are none.
+    pub fn select_credentials<'a>(&self, values: &[&'a str]) -> Option<&'a str> {
+        values
+            .iter()
+            .find(|v| parse_authorization(v).is_ok_and(|c| c.realm == self.config.realm))
+            .or(values.first())
+            .copied()
+    }
+
     /// Parses `header_value`, looks the user up with `lookup(username)` and verifies.
     pub fn verify_header<'s>(
         &mut self,
