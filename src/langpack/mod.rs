@@ -16,8 +16,8 @@
 
 pub mod audio;
 pub mod build;
-pub mod check;
 mod catalogue;
+pub mod check;
 mod error;
 mod prompt;
 
