@@ -26,9 +26,12 @@ use tokio::net::{TcpListener, UdpSocket};
 pub fn init_logging(log: &LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    // Colour only for a terminal: log files and journald get plain text.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if log.format == "json" {
         builder.json().init();
     } else {
