@@ -17,7 +17,92 @@ pub struct Config {
     pub store: StoreConfig,
     pub langpacks: LangpackConfig,
     pub http: HttpConfig,
+    pub provisioning: ProvisioningConfig,
+    pub registrar: RegistrarConfig,
     pub log: LogConfig,
+}
+
+/// How the provisioning server protects a provisioned phone's config file (it holds SIP
+/// passwords). See docs/configuration.md for the trade-offs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileAuth {
+    /// A provisioned phone's files are served only under `/<device key>/<file>`: the key is a
+    /// random secret per device, written into the guest config as the phone's new config URL.
+    UrlKey,
+    /// As `url-key`, and the bare path also works with HTTP digest auth (RFC 7616) using the
+    /// credentials of the device's line 1.
+    UrlKeyOrDigest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// HTTP listener serving phone config files at the root path (the phones' network, apart
+    /// from the admin API). Port 0 picks a free port.
+    pub http_listen: SocketAddr,
+    /// TFTP listener (UDP) for phones that only speak TFTP. Off when unset.
+    pub tftp_listen: Option<SocketAddr>,
+    /// Folder of template overrides (`<vendor>/<file>.j2`); unset: the built-in templates.
+    pub templates_dir: Option<PathBuf>,
+    /// Base URL phones are told to fetch from (the guest config's next config URL). Unset:
+    /// `http://<sip public address>:<http_listen port>`.
+    pub public_url: Option<String>,
+    /// Protection of provisioned phones' config files.
+    pub file_auth: FileAuth,
+    /// Requests naming an unknown MAC accepted per source IP per minute (scanners guess MACs);
+    /// beyond it: 429 and a logged drop.
+    pub unknown_mac_per_minute: u32,
+    /// A device told to resync that has not fetched its new config within this many seconds is
+    /// flagged `error`.
+    pub resync_timeout_secs: u64,
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        ProvisioningConfig {
+            http_listen: "0.0.0.0:8081".parse().unwrap(),
+            tftp_listen: None,
+            templates_dir: None,
+            public_url: None,
+            file_auth: FileAuth::UrlKey,
+            unknown_mac_per_minute: 30,
+            resync_timeout_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// Digest realm of REGISTER and INVITE challenges.
+    pub realm: String,
+    /// Guest (autoprov) accounts may register (Wazo's `guest` switch).
+    pub guest: bool,
+    /// How many guest accounts may be registered at once; beyond it REGISTER gets 503.
+    pub max_guests: usize,
+    /// Expires below this gets 423 Interval Too Brief with Min-Expires (RFC 3261 §10.3).
+    pub min_expires_secs: u32,
+    /// Expires above this is shortened to it in the 200.
+    pub max_expires_secs: u32,
+    /// Expires granted when the REGISTER names none.
+    pub default_expires_secs: u32,
+    /// Lifetime of a digest nonce; an older one is answered with `stale=true`.
+    pub nonce_lifetime_secs: u64,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            realm: "selfprov".into(),
+            guest: true,
+            max_guests: 1000,
+            min_expires_secs: 60,
+            max_expires_secs: 3600,
+            default_expires_secs: 3600,
+            nonce_lifetime_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +418,39 @@ impl Config {
                 "store.url",
                 format!("{:?}: use sqlite://PATH or postgres://...", self.store.url),
             );
+        }
+        let r = &self.registrar;
+        if r.min_expires_secs == 0
+            || r.min_expires_secs > r.max_expires_secs
+            || !(r.min_expires_secs..=r.max_expires_secs).contains(&r.default_expires_secs)
+        {
+            return invalid(
+                "registrar.min_expires_secs",
+                "need 0 < min_expires_secs <= default_expires_secs <= max_expires_secs".into(),
+            );
+        }
+        if r.realm.is_empty() || r.realm.contains('"') || r.realm.contains('\\') {
+            return invalid(
+                "registrar.realm",
+                "must be non-empty, without quotes or backslashes".into(),
+            );
+        }
+        if r.nonce_lifetime_secs == 0 {
+            return invalid("registrar.nonce_lifetime_secs", "must be at least 1".into());
+        }
+        if self.provisioning.unknown_mac_per_minute == 0 {
+            return invalid(
+                "provisioning.unknown_mac_per_minute",
+                "must be at least 1 (0 would refuse every new phone)".into(),
+            );
+        }
+        if let Some(url) = &self.provisioning.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(
+                    "provisioning.public_url",
+                    format!("{url:?}: give a full URL such as http://10.0.0.5:8081"),
+                );
+            }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid(
