@@ -4,9 +4,10 @@
 //! The binding itself is one store transaction ([`crate::store::Store::bind_device`]); this
 //! module owns what comes before it: who is calling ([`identify`]) and whether the digits typed
 //! prove the right to bind ([`secret`]), and the `#Tag#` patterns of the universal templates
-//! ([`templates`]).
+//! ([`templates`]), and which resync NOTIFY a phone understands ([`resync`]).
 
 pub mod identify;
+pub mod resync;
 pub mod secret;
 pub mod templates;
 

@@ -127,9 +127,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::api::ApiState::new(services.store.clone()),
     ));
 
-    // The lines tests and scripts wait for; logs go to stderr.
-    println!("SIP listening on {local} (udp+tcp)");
+    // The lines tests and scripts wait for (the SIP line last: it means ready); logs go to
+    // stderr.
     println!("API listening on http://{http_addr}/api/v1");
+    println!("SIP listening on {local} (udp+tcp)");
     tracing::info!(%local, %advertised, "SIP listening (udp+tcp)");
 
     let sip = tokio::spawn(sip_task::run(services.clone(), udp, tcp, advertised));

@@ -90,6 +90,10 @@ pub struct Server {
     child: Option<Child>,
     /// The SIP address (UDP and TCP) from the ready line.
     pub sip: SocketAddr,
+    /// The phones' provisioning HTTP server (`Provisioning listening on http://ADDR/`).
+    pub provisioning: Option<SocketAddr>,
+    /// The admin API (`API listening on http://ADDR/api/v1`).
+    pub api: Option<SocketAddr>,
     pub config_path: PathBuf,
     pub stderr_path: PathBuf,
     /// Holds the config, the store and the logs; tests put their peers' files here too.
@@ -131,7 +135,7 @@ fn config_text(dir: &Path, opts: &ServerOptions) -> String {
             .map(|(_, l)| format!("{l}\n"))
             .collect()
     };
-    let fixed = ["sip", "rtp", "ivr", "store", "http", "log"];
+    let fixed = ["sip", "rtp", "ivr", "store", "http", "provisioning", "log"];
     let mut others = String::new();
     for (section, _) in &opts.extra {
         let header = format!("[{section}]\n");
@@ -145,6 +149,7 @@ fn config_text(dir: &Path, opts: &ServerOptions) -> String {
          [ivr]\n{ivr}{}\n\
          [store]\nurl = \"sqlite://{}\"\n{}\n\
          [http]\nlisten = \"127.0.0.1:0\"\n{}\n\
+         [provisioning]\nhttp_listen = \"127.0.0.1:0\"\n{}\n\
          [log]\nlevel = \"debug\"\n{}{others}",
         extra("sip"),
         extra("rtp"),
@@ -152,6 +157,7 @@ fn config_text(dir: &Path, opts: &ServerOptions) -> String {
         db.display(),
         extra("store"),
         extra("http"),
+        extra("provisioning"),
         extra("log"),
     )
 }
@@ -208,6 +214,8 @@ impl Server {
         let mut server = Server {
             child: Some(child),
             sip: "127.0.0.1:0".parse().expect("placeholder"),
+            provisioning: None,
+            api: None,
             config_path,
             stderr_path,
             dir,
@@ -226,6 +234,12 @@ impl Server {
                 Ok(line) => {
                     if let Some(addr) = parse_ready_line(&line) {
                         return addr;
+                    }
+                    if let Some(a) = parse_listen_line(&line, "Provisioning listening on http://") {
+                        self.provisioning = Some(a);
+                    }
+                    if let Some(a) = parse_listen_line(&line, "API listening on http://") {
+                        self.api = Some(a);
                     }
                     seen.push(line);
                 }
@@ -388,6 +402,12 @@ pub fn parse_ready_line(line: &str) -> Option<SocketAddr> {
     let rest = line.trim().strip_prefix("SIP listening on ")?;
     let addr = rest.strip_suffix(" (udp+tcp)")?;
     addr.parse().ok()
+}
+
+/// `<prefix>ADDR/...` → ADDR (the listen lines printed before the ready line).
+pub fn parse_listen_line(line: &str, prefix: &str) -> Option<SocketAddr> {
+    let rest = line.trim().strip_prefix(prefix)?;
+    rest.split('/').next()?.parse().ok()
 }
 
 /// Parses the `device list --json` array.

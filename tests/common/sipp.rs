@@ -37,6 +37,8 @@ pub struct Sipp {
     transport: Transport,
     keys: Vec<(String, String)>,
     sets: Vec<(String, String)>,
+    args: Vec<String>,
+    port: Option<u16>,
     timeout_s: u32,
 }
 
@@ -64,6 +66,8 @@ impl Sipp {
                 ("mac".into(), DEFAULT_MAC.into()),
             ],
             sets: Vec::new(),
+            args: Vec::new(),
+            port: None,
             timeout_s: SIPP_TIMEOUT_S,
         }
     }
@@ -71,6 +75,19 @@ impl Sipp {
     /// The Request-URI / To user (`[service]`).
     pub fn service(mut self, s: &str) -> Self {
         self.service = s.to_owned();
+        self
+    }
+
+    /// SIPp's SIP port (`-p`); by default a free one. A phone that registers, then calls, then
+    /// waits for a NOTIFY runs three scenarios from one port.
+    pub fn port(mut self, p: u16) -> Self {
+        self.port = Some(p);
+        self
+    }
+
+    /// Extra command-line arguments, e.g. `-au USER -ap PASSWORD` for `[authentication]`.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
@@ -106,7 +123,7 @@ impl Sipp {
     pub fn start(&self, target: Option<SocketAddr>, workdir: &Path) -> RunningSipp {
         let sipp = require_tool("sipp", "sip-tester");
         let scenario = scenario_path(&self.scenario);
-        let sip_port = ports::free_port();
+        let sip_port = self.port.unwrap_or_else(ports::free_port);
         let media_port = ports::free_port_block(4, true);
         let stem = self.scenario.trim_end_matches(".xml");
         let file =
@@ -157,6 +174,7 @@ impl Sipp {
         for (k, v) in &self.sets {
             cmd.arg("-set").arg(k).arg(v);
         }
+        cmd.args(&self.args);
         let command = format!("{cmd:?}");
         let stdout = std::fs::File::create(&files[4]).expect("create sipp stdout log");
         let stderr = std::fs::File::create(&files[5]).expect("create sipp stderr log");
