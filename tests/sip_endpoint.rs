@@ -227,11 +227,13 @@ fn invite_gets_100_at_once_and_an_incoming_event() {
                 invite,
                 offer,
                 source,
+                account,
             },
         )] => {
             assert_eq!(invite.method, Method::Invite);
             assert_eq!(offer.as_deref(), Some(SDP.as_bytes()));
             assert_eq!(*source, udp());
+            assert_eq!(*account, None, "no registrar: never authenticated");
         }
         other => panic!("{other:?}"),
     }

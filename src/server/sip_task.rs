@@ -126,6 +126,7 @@ pub async fn run(
                     invite,
                     offer,
                     source,
+                    ..
                 } => {
                     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
                     calls.insert(id, ev_tx);

@@ -22,6 +22,7 @@
 //!   §14.2); one arriving while our 2xx awaits its ACK gets 491 (the offer/answer exchange is
 //!   still open, RFC 3261 §14.2 / RFC 6337).
 
+mod auth;
 mod wire;
 
 use std::cmp::Reverse;
@@ -34,6 +35,7 @@ use tracing::{debug, warn};
 
 use super::dialog::{new_tag, Dialog};
 use super::message::{self, Message, Method, Request, Response, Uri};
+use super::registrar::{AuthRequest, Registrar, RegistrarEvent};
 use super::transaction::{
     new_branch, Absorb, ClientOutcome, ClientState, ClientTx, Retransmitter, ServerKind,
     ServerState, ServerTx, TimerKind, TimerOutcome, Timers, TxKey,
@@ -41,6 +43,9 @@ use super::transaction::{
 
 /// Methods we implement (Allow header of 405/501/OPTIONS/2xx).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+/// [`ALLOW`] once the registrar is enabled ([`Endpoint::enable_registrar`]). NOTIFY is not
+/// listed: we send NOTIFYs (resync) but do not accept any (Allow lists what we serve, §20.5).
+pub const ALLOW_WITH_REGISTER: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER";
 /// Body types we accept (INVITE: SDP; INFO: DTMF).
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 /// Option tags we support. None yet: no 100rel, no session timers (a phone asking for `timer`
@@ -100,10 +105,15 @@ pub enum CallEvent {
     /// A new INVITE for one of the IVR extensions passed all checks (100 Trying already sent).
     /// The layer must answer with [`Endpoint::accept`] or [`Endpoint::reject`]. `offer` is the
     /// SDP body (None = late offer).
+    ///
+    /// `account` is the authenticated SIP account when the INVITE came from the source address
+    /// of a live registrar binding (then it was challenged with 407 and verified); `None` for
+    /// callers that are not registered here.
     Incoming {
         invite: Request,
         offer: Option<Bytes>,
         source: Peer,
+        account: Option<i64>,
     },
     /// The ACK for our 2xx arrived. `answer` = SDP in the ACK (late-offer case). Also emitted for
     /// the ACK of a re-INVITE 2xx, but only when that re-INVITE had no SDP and the ACK carries the
@@ -237,9 +247,20 @@ enum Target {
     Server(u64),
     Client(u64),
     Call(CallId),
+    /// The bindings of a registrar account (deadline: its earliest expiry).
+    Aor(i64),
+    /// A credential lookup the layer has not answered yet.
+    Auth(u64),
 }
 
 type TimerEntry = Reverse<(Instant, Target, TimerKind)>;
+
+/// The server transaction a response goes in: to be created, or already open.
+#[derive(Debug)]
+enum TxSlot {
+    New(TxKey),
+    Open(u64),
+}
 
 /// The UA core. See the module documentation.
 #[derive(Debug)]
@@ -258,6 +279,14 @@ pub struct Endpoint {
     heap: BinaryHeap<TimerEntry>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(CallId, CallEvent)>,
+    /// None until [`Endpoint::enable_registrar`]: REGISTER then gets 405.
+    registrar: Option<Registrar>,
+    /// Requests waiting for a credential, by [`AuthId`](super::registrar::AuthId) value.
+    pending_auth: HashMap<u64, auth::PendingAuth>,
+    auth_requests: VecDeque<AuthRequest>,
+    reg_events: VecDeque<RegistrarEvent>,
+    /// Failed INVITE authentications by (source, Call-ID), bounded (see auth.rs).
+    invite_failures: HashMap<(SocketAddr, String), (u32, Instant)>,
 }
 
 impl Endpoint {
@@ -286,6 +315,11 @@ impl Endpoint {
             heap: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            registrar: None,
+            pending_auth: HashMap::new(),
+            auth_requests: VecDeque::new(),
+            reg_events: VecDeque::new(),
+            invite_failures: HashMap::new(),
         }
     }
 
@@ -495,6 +529,15 @@ impl Endpoint {
                 if tx.reports_end {
                     self.end_call(tx.call, EndReason::TransportError);
                 }
+                self.report_request_done(id, &tx.method, None);
+            }
+        }
+        if let Some(r) = self.registrar.as_mut() {
+            r.connection_closed(conn);
+        }
+        for p in self.pending_auth.values_mut() {
+            if p.src.conn == Some(conn) {
+                p.src.conn = None;
             }
         }
         for c in self.calls.values_mut() {
@@ -580,6 +623,11 @@ impl Endpoint {
             });
             return;
         }
+        if req.method == Method::Register && self.registrar.is_some() {
+            // REGISTER never belongs to a dialog (some phones copy the To tag of the last 200
+            // into refreshes), so it is routed before the To-tag split.
+            return self.on_register(now, req, key, src);
+        }
         match req.to().ok().and_then(|t| t.tag().map(str::to_owned)) {
             Some(to_tag) => self.on_in_dialog(now, req, key, src, &to_tag),
             None => self.on_out_of_dialog(now, req, key, src),
@@ -612,8 +660,9 @@ impl Endpoint {
             return;
         }
         if let Some(status) = method_status(&req.method) {
+            let allow = self.allow();
             self.respond_new_tx(now, &req, key, src, status, None, |r| {
-                r.headers.push("Allow", ALLOW)
+                r.headers.push("Allow", allow)
             });
             return;
         }
@@ -622,7 +671,12 @@ impl Endpoint {
         }
         match req.method {
             Method::Options => {
-                self.respond_new_tx(now, &req, key, src, 200, None, options_headers);
+                {
+                    let allow = self.allow();
+                    self.respond_new_tx(now, &req, key, src, 200, None, |r| {
+                        options_headers(r, allow)
+                    });
+                }
             }
             Method::Invite => self.on_new_invite(now, req, key, src),
             // BYE / INFO without a To tag cannot belong to a dialog of ours.
@@ -667,18 +721,55 @@ impl Endpoint {
             self.respond_new_tx(now, &req, key, src, 416, None, |_| {});
             return;
         }
+        if self
+            .registrar
+            .as_ref()
+            .is_some_and(|r| r.is_bound_source(&src.addr))
+        {
+            // A registered phone: it must prove which account it is (407), see auth.rs.
+            return self.authenticate_invite(now, req, key, src);
+        }
+        self.admit_invite(now, req, TxSlot::New(key), src, None);
+    }
+
+    /// The rest of a new INVITE's checks, then the call and its Incoming event. `slot` is the
+    /// INVITE's server transaction: new, or already open (100 sent) while its credentials were
+    /// looked up. `account`: the authenticated account id and whether it is a guest.
+    fn admit_invite(
+        &mut self,
+        now: Instant,
+        req: Request,
+        slot: TxSlot,
+        src: Peer,
+        account: Option<(i64, bool)>,
+    ) {
+        if self.calls.len() >= self.limits.max_calls {
+            warn!(peer = ?src, calls = self.calls.len(), "call limit reached, answering 503");
+            self.answer_slot(now, &req, slot, src, 503, |r| {
+                r.headers
+                    .push("Retry-After", RETRY_AFTER_FULL_SECS.to_string())
+            });
+            return;
+        }
         let ext = req
             .uri
             .user()
             .filter(|u| self.cfg.ivr_extensions.iter().any(|e| e == u))
             .map(str::to_owned);
         let Some(ext) = ext else {
-            debug!(peer = ?src, uri = %req.uri, "INVITE for an unknown extension, answering 404");
-            self.respond_new_tx(now, &req, key, src, 404, None, |_| {});
+            if let Some((account, true)) = account {
+                debug!(peer = ?src, account, uri = %req.uri, "guest calling a non-IVR number, answering 403");
+                self.answer_slot(now, &req, slot, src, 403, |r| {
+                    r.reason = "Forbidden (guests may only call the IVR)".into()
+                });
+            } else {
+                debug!(peer = ?src, uri = %req.uri, "INVITE for an unknown extension, answering 404");
+                self.answer_slot(now, &req, slot, src, 404, |_| {});
+            }
             return;
         };
         if !req.body.is_empty() && req.content_type().as_deref() != Some("application/sdp") {
-            self.respond_new_tx(now, &req, key, src, 415, None, |r| {
+            self.answer_slot(now, &req, slot, src, 415, |r| {
                 r.headers.push("Accept", "application/sdp")
             });
             return;
@@ -691,7 +782,7 @@ impl Endpoint {
         {
             // §8.2.2.2: same Call-ID and From tag as a live call but a different transaction
             // (a forked or looped copy).
-            self.respond_new_tx(now, &req, key, src, 482, None, |_| {});
+            self.answer_slot(now, &req, slot, src, 482, |_| {});
             return;
         }
         let dialog = match Dialog::new_uas(&req, new_tag()) {
@@ -699,12 +790,15 @@ impl Endpoint {
             Err(e) => {
                 warn!(peer = ?src, error = %e.0, "INVITE cannot create a dialog, answering 400");
                 let reason = wire::reason_from_error(&e.0);
-                self.respond_new_tx(now, &req, key, src, 400, None, |r| r.reason = reason);
+                self.answer_slot(now, &req, slot, src, 400, |r| r.reason = reason);
                 return;
             }
         };
         let id = CallId(self.alloc_id());
-        let tx = self.respond_new_tx(now, &req, key, src, 100, None, |_| {});
+        let tx = match slot {
+            TxSlot::New(key) => self.respond_new_tx(now, &req, key, src, 100, None, |_| {}),
+            TxSlot::Open(tx) => tx,
+        };
         if let Some(t) = self.server_txs.get_mut(&tx) {
             t.call = Some(id);
         }
@@ -730,8 +824,29 @@ impl Endpoint {
                 invite: req,
                 offer,
                 source: src,
+                account: account.map(|(a, _)| a),
             },
         ));
+    }
+
+    /// Sends a final response in a new server transaction, or in an open one.
+    fn answer_slot(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        slot: TxSlot,
+        src: Peer,
+        status: u16,
+        f: impl FnOnce(&mut Response),
+    ) {
+        match slot {
+            TxSlot::New(key) => {
+                self.respond_new_tx(now, req, key, src, status, None, f);
+            }
+            TxSlot::Open(tx) => {
+                self.respond_in_tx(now, tx, req, &src, status, None, f);
+            }
+        }
     }
 
     fn find_dialog(&self, req: &Request, to_tag: &str) -> Option<CallId> {
@@ -743,8 +858,9 @@ impl Endpoint {
 
     fn on_in_dialog(&mut self, now: Instant, req: Request, key: TxKey, src: Peer, to_tag: &str) {
         if let Method::Other(_) = req.method {
+            let allow = self.allow();
             self.respond_new_tx(now, &req, key, src, 501, None, |r| {
-                r.headers.push("Allow", ALLOW)
+                r.headers.push("Allow", allow)
             });
             return;
         }
@@ -754,8 +870,9 @@ impl Endpoint {
             return;
         };
         if let Some(status) = method_status(&req.method) {
+            let allow = self.allow();
             self.respond_new_tx(now, &req, key, src, status, None, |r| {
-                r.headers.push("Allow", ALLOW)
+                r.headers.push("Allow", allow)
             });
             return;
         }
@@ -789,13 +906,19 @@ impl Endpoint {
                 self.respond_new_tx(now, &req, key, src, 481, None, |_| {});
             }
             Method::Options => {
-                self.respond_new_tx(now, &req, key, src, 200, None, options_headers);
+                {
+                    let allow = self.allow();
+                    self.respond_new_tx(now, &req, key, src, 200, None, |r| {
+                        options_headers(r, allow)
+                    });
+                }
             }
             Method::Info => self.on_info(now, id, req, key, src),
             Method::Invite => self.on_reinvite(now, id, req, key, src),
             _ => {
+                let allow = self.allow();
                 self.respond_new_tx(now, &req, key, src, 405, None, |r| {
-                    r.headers.push("Allow", ALLOW)
+                    r.headers.push("Allow", allow)
                 });
             }
         }
@@ -973,6 +1096,9 @@ impl Endpoint {
         if final_sent {
             return; // too late: CANCEL has no effect on an answered INVITE
         }
+        if self.cancel_pending_auth(now, inv_id) {
+            return;
+        }
         let Some((id, c)) = call.and_then(|id| self.calls.get(&id).map(|c| (id, c))) else {
             return;
         };
@@ -1012,8 +1138,10 @@ impl Endpoint {
         }
         let outcome = tx.on_response(now, resp.status, &self.timers);
         let (state, expire, call, reports_end) = (tx.state, tx.expire_at, tx.call, tx.reports_end);
+        let method = tx.method.clone();
         if let ClientOutcome::Final(status) = outcome {
-            debug!(?call, status, "BYE answered");
+            debug!(?call, status, %method, "client transaction answered");
+            self.report_request_done(id, &method, Some(status));
             if state == ClientState::Terminated {
                 self.remove_client(id);
             } else {
@@ -1146,9 +1274,10 @@ impl Endpoint {
             Transport::Tcp => ";transport=tcp",
         };
         let contact = format!("<sip:{ext}@{}{transport}>", self.cfg.local_addr);
+        let allow = self.allow();
         self.respond_in_tx(now, tx, req, src, 200, Some(tag), move |r| {
             r.headers.push("Contact", contact);
-            r.headers.push("Allow", ALLOW);
+            r.headers.push("Allow", allow);
             if !SUPPORTED.is_empty() {
                 r.headers.push("Supported", SUPPORTED.join(", "));
             }
@@ -1255,6 +1384,14 @@ impl Endpoint {
                 .get(&id)
                 .and_then(|c| c.pending_2xx.as_ref())
                 .and_then(|p| p.retx.deadline_of(kind)),
+            Target::Aor(account) => match kind {
+                TimerKind::Expire => self.registrar.as_ref().and_then(|r| r.next_expiry(account)),
+                TimerKind::Retransmit => None,
+            },
+            Target::Auth(id) => match kind {
+                TimerKind::Expire => self.pending_auth.get(&id).map(|p| p.deadline),
+                TimerKind::Retransmit => None,
+            },
         };
         armed == Some(at)
     }
@@ -1274,6 +1411,8 @@ impl Endpoint {
             return;
         }
         match target {
+            Target::Aor(account) => self.expire_bindings(now, account),
+            Target::Auth(id) => self.auth_timed_out(now, id),
             Target::Server(id) => {
                 let Some(tx) = self.server_txs.get_mut(&id) else {
                     return;
@@ -1307,7 +1446,9 @@ impl Endpoint {
                     }
                     TimerOutcome::TimedOut => {
                         let (call, reports_end) = (tx.call, tx.reports_end);
+                        let method = tx.method.clone();
                         self.remove_client(id);
+                        self.report_request_done(id, &method, None);
                         if reports_end {
                             warn!(?call, "no response to our BYE (timer F)");
                             self.end_call(call, EndReason::LocalByeTimeout);
@@ -1361,8 +1502,8 @@ fn method_status(m: &Method) -> Option<u16> {
 }
 
 /// The headers of a 200 to OPTIONS (RFC 3261 §11.2).
-fn options_headers(r: &mut Response) {
-    r.headers.push("Allow", ALLOW);
+fn options_headers(r: &mut Response, allow: &str) {
+    r.headers.push("Allow", allow);
     r.headers.push("Accept", ACCEPT);
     if !SUPPORTED.is_empty() {
         r.headers.push("Supported", SUPPORTED.join(", "));

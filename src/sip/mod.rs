@@ -5,6 +5,8 @@
 //! - [`framing`]: splitting a TCP byte stream into messages by Content-Length.
 //! - [`transaction`]: server and client transactions with their timers (A..K).
 //! - [`dialog`]: dialog state (Call-ID, tags, CSeq, route set, remote target).
+//! - [`registrar`]: the REGISTER binding table, guest rules and digest checks the endpoint
+//!   drives (RFC 3261 §10.3).
 //! - [`endpoint`]: the user-agent core the server drives: datagrams and time in, datagrams to send
 //!   and call events out. It never touches a socket or a clock itself.
 
@@ -13,4 +15,5 @@ pub mod digest;
 pub mod endpoint;
 pub mod framing;
 pub mod message;
+pub mod registrar;
 pub mod transaction;
