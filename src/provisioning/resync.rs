@@ -164,6 +164,9 @@ mod tests {
     fn call_id_cannot_inject_lines() {
         let n = resync_notify(Some(Vendor::Cisco), None, Some("a\r\naction=reset")).unwrap();
         let body = n.body.unwrap().1;
-        assert_eq!(body.matches("action=").count(), 1, "{body}");
+        // Still five lines, the first one ours: the Call-ID stays inside its braces.
+        assert_eq!(body.lines().count(), 5, "{body}");
+        assert!(body.starts_with("action=restart\r\n"), "{body}");
+        assert!(body.contains("RegisterCallId={aaction=reset}\r\n"), "{body}");
     }
 }
