@@ -671,12 +671,10 @@ impl Endpoint {
         }
         match req.method {
             Method::Options => {
-                {
-                    let allow = self.allow();
-                    self.respond_new_tx(now, &req, key, src, 200, None, |r| {
-                        options_headers(r, allow)
-                    });
-                }
+                let allow = self.allow();
+                self.respond_new_tx(now, &req, key, src, 200, None, |r| {
+                    options_headers(r, allow)
+                });
             }
             Method::Invite => self.on_new_invite(now, req, key, src),
             // BYE / INFO without a To tag cannot belong to a dialog of ours.
@@ -906,12 +904,10 @@ impl Endpoint {
                 self.respond_new_tx(now, &req, key, src, 481, None, |_| {});
             }
             Method::Options => {
-                {
-                    let allow = self.allow();
-                    self.respond_new_tx(now, &req, key, src, 200, None, |r| {
-                        options_headers(r, allow)
-                    });
-                }
+                let allow = self.allow();
+                self.respond_new_tx(now, &req, key, src, 200, None, |r| {
+                    options_headers(r, allow)
+                });
             }
             Method::Info => self.on_info(now, id, req, key, src),
             Method::Invite => self.on_reinvite(now, id, req, key, src),

@@ -237,7 +237,10 @@ pub(crate) struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(cfg: RegistrarConfig, limits: RegistrarLimits) -> Result<Registrar, digest::ConfigError> {
+    pub fn new(
+        cfg: RegistrarConfig,
+        limits: RegistrarLimits,
+    ) -> Result<Registrar, digest::ConfigError> {
         let verifier = Verifier::with_random_secret(digest_config(&cfg))?;
         Ok(Registrar {
             cfg,
@@ -258,8 +261,7 @@ impl Registrar {
         cfg: RegistrarConfig,
         limits: RegistrarLimits,
     ) -> Result<(), digest::ConfigError> {
-        if cfg.realm != self.cfg.realm || cfg.nonce_lifetime_secs != self.cfg.nonce_lifetime_secs
-        {
+        if cfg.realm != self.cfg.realm || cfg.nonce_lifetime_secs != self.cfg.nonce_lifetime_secs {
             self.verifier = Verifier::with_random_secret(digest_config(&cfg))?;
         }
         self.cfg = cfg;
@@ -416,15 +418,14 @@ impl Registrar {
                     parse_delta_seconds(v)
                         .ok_or_else(|| Refusal::reason(400, "Bad Request (expires parameter)"))?,
                 ),
-                Some(None) => {
-                    return Err(Refusal::reason(400, "Bad Request (expires parameter)"))
-                }
+                Some(None) => return Err(Refusal::reason(400, "Bad Request (expires parameter)")),
                 None => header_expires,
             };
             let asked = asked.unwrap_or(self.cfg.default_expires_secs);
             if asked != 0 && asked < self.cfg.min_expires_secs {
-                return Err(Refusal::new(423)
-                    .header("Min-Expires", self.cfg.min_expires_secs.to_string()));
+                return Err(
+                    Refusal::new(423).header("Min-Expires", self.cfg.min_expires_secs.to_string())
+                );
             }
             let expires = asked.min(self.cfg.max_expires_secs.max(1));
             c.params.remove("expires");
@@ -457,7 +458,11 @@ impl Registrar {
     }
 
     /// §10.3 step 4: the authenticated account may only register its own AOR.
-    pub fn authorize_register(&self, cred: &Credential, plan: &RegisterPlan) -> Result<(), Refusal> {
+    pub fn authorize_register(
+        &self,
+        cred: &Credential,
+        plan: &RegisterPlan,
+    ) -> Result<(), Refusal> {
         self.authorize_guest(cred)?;
         if plan.to_user != cred.number {
             return Err(Refusal::reason(
@@ -534,8 +539,7 @@ impl Registrar {
         }
         // Drop what already expired (the timer may not have fired yet at this `now`).
         new.retain(|b| b.expires_at > now);
-        if new.len() > old.len()
-            && self.bindings - old.len() + new.len() > self.limits.max_bindings
+        if new.len() > old.len() && self.bindings - old.len() + new.len() > self.limits.max_bindings
         {
             return Err(Refusal::reason(503, "Service Unavailable (registrar full)")
                 .header("Retry-After", "60".into()));
@@ -545,11 +549,10 @@ impl Registrar {
             && !new.is_empty()
             && self.guests_bound >= self.cfg.max_guests
         {
-            return Err(Refusal::reason(
-                503,
-                "Service Unavailable (guest limit reached)",
-            )
-            .header("Retry-After", "300".into()));
+            return Err(
+                Refusal::reason(503, "Service Unavailable (guest limit reached)")
+                    .header("Retry-After", "300".into()),
+            );
         }
         let changed = matches!(&plan.update, ContactUpdate::RemoveAll)
             || matches!(&plan.update, ContactUpdate::List(l) if !l.is_empty());
@@ -709,9 +712,11 @@ pub(crate) fn parse_delta_seconds(v: &str) -> Option<u32> {
     if digits.len() > 10 {
         return Some(EXPIRES_CAP);
     }
-    Some(digits.parse::<u64>().map_or(EXPIRES_CAP, |n| {
-        u32::try_from(n).unwrap_or(EXPIRES_CAP)
-    }))
+    Some(
+        digits
+            .parse::<u64>()
+            .map_or(EXPIRES_CAP, |n| u32::try_from(n).unwrap_or(EXPIRES_CAP)),
+    )
 }
 
 /// The identity of a contact URI (see the module doc).
@@ -741,7 +746,9 @@ pub(crate) fn contact_key(uri: &Uri) -> String {
 }
 
 fn param_lower(params: &Params, name: &str) -> Option<String> {
-    params.get(name).map(|v| v.unwrap_or("").to_ascii_lowercase())
+    params
+        .get(name)
+        .map(|v| v.unwrap_or("").to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -767,6 +774,9 @@ mod tests {
         assert_ne!(k("sip:a@host:5060"), k("sip:a@host:5062"));
         assert_ne!(k("sip:a@host"), k("sip:b@host"));
         assert_ne!(k("sip:a@host"), k("sip:a@host;transport=tcp"));
-        assert_eq!(k("sip:a@host;transport=TCP"), k("sip:a@host;transport=tcp;ob"));
+        assert_eq!(
+            k("sip:a@host;transport=TCP"),
+            k("sip:a@host;transport=tcp;ob")
+        );
     }
 }

@@ -200,8 +200,12 @@ impl Endpoint {
         let id = RequestId(tid);
         let bad = |s: &str| s.trim().is_empty() || s.chars().any(char::is_control);
         if bad(event) || body.as_ref().is_some_and(|(ct, _)| bad(ct)) {
-            warn!(?id, "NOTIFY with an unusable Event or Content-Type, not sent");
-            self.reg_events.push_back(RegistrarEvent::RequestDone { id, status: None });
+            warn!(
+                ?id,
+                "NOTIFY with an unusable Event or Content-Type, not sent"
+            );
+            self.reg_events
+                .push_back(RegistrarEvent::RequestDone { id, status: None });
             return id;
         }
         let local = self.cfg.local_addr;
@@ -223,7 +227,12 @@ impl Endpoint {
         headers.push("To", format!("<{to}>"));
         headers.push(
             "Call-ID",
-            format!("{:016x}{:016x}@{}", rand::random::<u64>(), rand::random::<u64>(), local.ip()),
+            format!(
+                "{:016x}{:016x}@{}",
+                rand::random::<u64>(),
+                rand::random::<u64>(),
+                local.ip()
+            ),
         );
         headers.push("CSeq", "1 NOTIFY");
         headers.push("Contact", format!("<sip:selfprov@{local}{transport}>"));
@@ -333,7 +342,13 @@ impl Endpoint {
     }
 
     /// An INVITE from the source of a live binding (see the module doc).
-    pub(super) fn authenticate_invite(&mut self, now: Instant, req: Request, key: TxKey, src: Peer) {
+    pub(super) fn authenticate_invite(
+        &mut self,
+        now: Instant,
+        req: Request,
+        key: TxKey,
+        src: Peer,
+    ) {
         let Some(reg) = self.registrar.as_ref() else {
             return;
         };
@@ -350,9 +365,8 @@ impl Endpoint {
             Presented::Unusable { why, malformed } => {
                 info!(peer = ?src, why = %why, "INVITE credentials unusable");
                 if malformed {
-                    let reason = super::wire::reason_from_error(&format!(
-                        "Proxy-Authorization: {why}"
-                    ));
+                    let reason =
+                        super::wire::reason_from_error(&format!("Proxy-Authorization: {why}"));
                     self.respond_new_tx(now, &req, key, src, 400, None, |r| r.reason = reason);
                 } else {
                     self.invite_auth_failed(now, &req, TxSlot::New(key), src);
@@ -539,7 +553,8 @@ impl Endpoint {
     /// Counts a failed INVITE authentication: 407 again, or 403 past the limit.
     fn invite_auth_failed(&mut self, now: Instant, req: &Request, slot: TxSlot, src: Peer) {
         let fkey = (src.addr, req.call_id().unwrap_or_default().to_owned());
-        if self.invite_failures.len() >= MAX_FAILURE_ENTRIES && !self.invite_failures.contains_key(&fkey)
+        if self.invite_failures.len() >= MAX_FAILURE_ENTRIES
+            && !self.invite_failures.contains_key(&fkey)
         {
             // Keep the table bounded: forget entries older than a transaction's lifetime,
             // and if that is not enough, everything (a flood loses only its own counts).
