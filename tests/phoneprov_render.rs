@@ -687,6 +687,11 @@ mod from_store {
                 .collect(),
             created_at: SystemTime::UNIX_EPOCH,
             last_seen: SystemTime::UNIX_EPOCH,
+            autoreg_number: None,
+            resync_at: None,
+            resync_outcome: None,
+            config_fetched_at: None,
+            last_ip: None,
         }
     }
 

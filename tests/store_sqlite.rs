@@ -88,7 +88,7 @@ async fn open_creates_folders_uses_wal_and_migrates_once() {
     let store = Store::open(&db.url).await.unwrap();
     assert!(db.path.exists());
     assert_eq!(store.backend_name(), "sqlite");
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     store.close().await;
 
     let mut c = raw(&db.path).await;
@@ -107,7 +107,7 @@ async fn open_creates_folders_uses_wal_and_migrates_once() {
     assert_eq!(store.list_users().await.unwrap().len(), 1);
     assert_eq!(
         count(&db.path, "SELECT COUNT(*) FROM selfprov_schema").await,
-        2
+        3
     );
 }
 
@@ -120,7 +120,7 @@ async fn concurrent_first_opens_migrate_exactly_once() {
     assert_eq!(b.list_users().await.unwrap().len(), 1);
     assert_eq!(
         count(&db.path, "SELECT COUNT(*) FROM selfprov_schema").await,
-        2
+        3
     );
 }
 
@@ -150,7 +150,7 @@ async fn newer_or_edited_schema_is_refused() {
             e,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ),
         "{e}"

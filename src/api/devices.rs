@@ -163,6 +163,8 @@ impl Record<Device> for DeviceOut {
             lines,
             created_at,
             last_seen,
+            // Issue 4's autoprov/resync fields are not in the API's record yet.
+            ..
         } = d;
         DeviceOut {
             id: *id,

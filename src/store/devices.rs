@@ -12,7 +12,8 @@ use std::collections::HashMap;
 const DEVICES: ListSpec = ListSpec {
     select: "SELECT d.id, d.mac, d.device_name, d.vendor, d.model, d.firmware, d.user_agent, \
              d.sip_identity, u.user_id AS owner, d.owner_id, d.state, d.protocol, d.device_type, \
-             d.description, d.template_id, d.created_at, d.last_seen",
+             d.description, d.template_id, d.created_at, d.last_seen, d.autoreg_number, \
+             d.resync_at, d.resync_outcome, d.config_fetched_at, d.last_ip",
     from: "FROM devices d LEFT JOIN users u ON u.id = d.owner_id",
     orders: &[
         ("id", "d.id"),

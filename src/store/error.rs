@@ -74,6 +74,24 @@ pub enum StoreError {
     PositionTaken { device_id: i64, position: u32 },
     #[error("line {line_id} has no {missing}: associate one before putting the line on a device")]
     LineNotReady { line_id: i64, missing: &'static str },
+    #[error(
+        "autoregistration is disabled, so a new phone gets no number and no guest config: set \
+         autoreg_start_dn and autoreg_end_dn (`selfprov settings update --data \
+         '{{\"autoreg_start_dn\":\"7000\",\"autoreg_end_dn\":\"7099\"}}'` or PUT \
+         /api/v1/selfprov/settings)"
+    )]
+    AutoregDisabled,
+    #[error(
+        "every number of the autoregistration range {start}-{end} is in use (by guest phones or \
+         lines): widen the range (autoreg_start_dn/autoreg_end_dn in the self-provisioning \
+         settings) or delete devices left in autoprov"
+    )]
+    AutoregRangeFull { start: String, end: String },
+    #[error(
+        "device {device_id} is in state {state}, not autoprov: put it back into autoprov first \
+         (GET /api/v1/devices/{device_id}/autoprov)"
+    )]
+    NotAutoprov { device_id: i64, state: String },
     #[error("the store is busy (another process holds its write lock, or no connection was free): try again in a moment")]
     Busy,
     #[error("a concurrent change conflicted with this one ({0}): try again")]
@@ -100,6 +118,8 @@ impl StoreError {
                 | StoreError::DeviceLimit { .. }
                 | StoreError::LineLimit { .. }
                 | StoreError::PositionTaken { .. }
+                | StoreError::AutoregRangeFull { .. }
+                | StoreError::NotAutoprov { .. }
         )
     }
 
@@ -133,7 +153,8 @@ impl StoreError {
             match self {
                 StoreError::UserDisabled(_)
                 | StoreError::ProvisionNotAllowed { .. }
-                | StoreError::NoProfile(_) => 403,
+                | StoreError::NoProfile(_)
+                | StoreError::AutoregDisabled => 403,
                 StoreError::Busy | StoreError::Conflict(_) => 503,
                 _ => 500,
             }
@@ -264,6 +285,19 @@ mod tests {
             .http_status(),
             409
         );
+        let off = StoreError::AutoregDisabled;
+        assert_eq!(off.http_status(), 403);
+        assert!(off.to_string().contains("autoreg_start_dn"), "{off}");
+        assert!(
+            off.to_string().contains("/api/v1/selfprov/settings"),
+            "{off}"
+        );
+        let full = StoreError::AutoregRangeFull {
+            start: "0100".into(),
+            end: "0199".into(),
+        };
+        assert_eq!(full.http_status(), 409);
+        assert!(full.to_string().contains("0100-0199"), "{full}");
         assert!(StoreError::UserExists("jdoe".into())
             .to_string()
             .contains("user jdoe already exists"));

@@ -20,6 +20,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         description: "templates, user profiles, lines, SIP endpoints, settings, API tokens",
         sql: include_str!("../../migrations/sqlite/0002_templates_profiles_lines.sql"),
     },
+    Migration {
+        version: 3,
+        description: "autoregistration guest accounts, config URL keys, resync state",
+        sql: include_str!("../../migrations/sqlite/0003_autoprov.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -32,6 +37,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         description: "templates, user profiles, lines, SIP endpoints, settings, API tokens",
         sql: include_str!("../../migrations/postgres/0002_templates_profiles_lines.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "autoregistration guest accounts, config URL keys, resync state",
+        sql: include_str!("../../migrations/postgres/0003_autoprov.sql"),
     },
 ];
 

@@ -23,7 +23,9 @@
 //!
 //! The methods are spread over files by resource: `users.rs`, `devices.rs`, `binding.rs`,
 //! `lines.rs` (lines, SIP endpoints, associations), `templates.rs` (templates, profiles),
-//! `admin.rs` (settings, API tokens, audit), with the list helper in `list.rs`.
+//! `admin.rs` (settings, API tokens, audit), `autoprov.rs` (autoregistration, the registrar's
+//! credential lookup, config keys and the resync life of a phone), with the list helper in
+//! `list.rs`.
 
 mod error;
 mod migrations;
@@ -31,6 +33,7 @@ mod model;
 mod records;
 
 pub use admin::AuditListArg;
+pub use autoprov::{is_config_key, AccountKind, Autoprov, SipAccount};
 pub use error::StoreError;
 pub use model::{
     format_time, AuditEvent, AuditOutcome, AuthMethod, Device, DeviceLine, DeviceState, NewUser,
@@ -168,7 +171,8 @@ macro_rules! device_columns {
     () => {
         "SELECT d.id, d.mac, d.device_name, d.vendor, d.model, d.firmware, d.user_agent, \
          d.sip_identity, u.user_id AS owner, d.owner_id, d.state, d.protocol, d.device_type, \
-         d.description, d.template_id, d.created_at, d.last_seen \
+         d.description, d.template_id, d.created_at, d.last_seen, d.autoreg_number, \
+         d.resync_at, d.resync_outcome, d.config_fetched_at, d.last_ip \
          FROM devices d LEFT JOIN users u ON u.id = d.owner_id"
     };
 }
@@ -201,6 +205,17 @@ macro_rules! device_from_row {
                 lines: Vec::new(),
                 created_at: from_millis(col!(r, "created_at")),
                 last_seen: from_millis(col!(r, "last_seen")),
+                autoreg_number: col!(r, "autoreg_number"),
+                resync_at: {
+                    let ms: Option<i64> = col!(r, "resync_at");
+                    ms.map(from_millis)
+                },
+                resync_outcome: col!(r, "resync_outcome"),
+                config_fetched_at: {
+                    let ms: Option<i64> = col!(r, "config_fetched_at");
+                    ms.map(from_millis)
+                },
+                last_ip: col!(r, "last_ip"),
             })
         })()
     }};
@@ -312,6 +327,7 @@ macro_rules! unbind_in_tx {
 }
 
 mod admin;
+mod autoprov;
 mod binding;
 mod devices;
 mod lines;

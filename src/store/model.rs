@@ -209,6 +209,22 @@ pub struct Device {
     pub created_at: SystemTime,
     #[serde(with = "rfc3339")]
     pub last_seen: SystemTime,
+    /// The number of the device's guest (autoprov) SIP account, from the autoregistration
+    /// range; `None` once the device is provisioned (the number is released).
+    #[serde(default)]
+    pub autoreg_number: Option<String>,
+    /// When selfprov last told the phone to resync (NOTIFY sent), and how that ended.
+    #[serde(with = "rfc3339::option", default)]
+    pub resync_at: Option<SystemTime>,
+    #[serde(default)]
+    pub resync_outcome: Option<String>,
+    /// The last authorised config file fetch of the phone.
+    #[serde(with = "rfc3339::option", default)]
+    pub config_fetched_at: Option<SystemTime>,
+    /// The address the phone last made an authenticated request from (REGISTER, keyed config
+    /// fetch): the provisioning server serves its bare file paths to this address.
+    #[serde(default)]
+    pub last_ip: Option<String>,
 }
 
 /// How the caller proved the right to bind: nothing (non-secure mode), the user's PIN, or the
