@@ -495,6 +495,7 @@ fn yealink_md5_registers_and_the_200_lists_the_binding() {
         vec![("sip:8001@192.168.1.20:5062".to_string(), 3600)]
     );
     let c = &r.contacts().unwrap()[0];
+    assert_eq!(r.headers.get("Expires"), Some("3600"));
     assert!(
         c.params.get("+sip.instance").is_some(),
         "contact params kept"
@@ -772,6 +773,7 @@ fn too_brief_is_423_with_min_expires_and_too_long_is_clamped() {
     let r = p.register_fully(&mut ep, now, &store, None, Some("86400"));
     assert_eq!(r.status, 200);
     assert_eq!(contact_expires(&r)[0].1, 3600);
+    assert_eq!(r.headers.get("Expires"), Some("3600"));
     // No Expires at all: the default.
     let r = p.register_fully(
         &mut ep,

@@ -217,7 +217,7 @@ pub(crate) enum Presented {
     /// None for our realm (or none at all): challenge.
     Nothing,
     /// Well-formed and plausibly ours: look the user up and verify.
-    Credentials(Credentials),
+    Credentials(Box<Credentials>),
     /// Unusable without any lookup; `malformed` = answer 400 rather than re-challenge.
     Unusable { why: String, malformed: bool },
 }
@@ -326,7 +326,7 @@ impl Registrar {
                 malformed: false,
             };
         }
-        Presented::Credentials(creds)
+        Presented::Credentials(Box::new(creds))
     }
 
     /// Verifies `creds` for `req` against `password`.

@@ -117,7 +117,7 @@ impl Endpoint {
             debug!(?id, "credential for a request no longer pending");
             return;
         };
-        if !self.server_txs.get(&p.tx).is_some_and(|t| !t.is_final()) {
+        if self.server_txs.get(&p.tx).is_none_or(|t| t.is_final()) {
             return;
         }
         let challenge = match p.kind {
@@ -336,7 +336,7 @@ impl Endpoint {
                     return;
                 }
                 let tx = self.open_silent_tx(&req, key, src);
-                self.queue_auth(now, tx, req, src, creds, PendingKind::Register(plan));
+                self.queue_auth(now, tx, req, src, *creds, PendingKind::Register(plan));
             }
         }
     }
@@ -382,7 +382,7 @@ impl Endpoint {
                     return;
                 }
                 let tx = self.respond_new_tx(now, &req, key, src, 100, None, |_| {});
-                self.queue_auth(now, tx, req, src, creds, PendingKind::Invite);
+                self.queue_auth(now, tx, req, src, *creds, PendingKind::Invite);
             }
         }
     }
@@ -633,7 +633,16 @@ impl Endpoint {
             self.reg_events.push_back(ev);
         }
         let contacts = applied.contacts;
+        // Some older phones read the granted interval from an Expires header rather than the
+        // contact parameter; with one contact in the request it is unambiguous.
+        let granted = match &plan.update {
+            ContactUpdate::List(l) if l.len() == 1 => l.first().map(|c| c.expires),
+            _ => None,
+        };
         self.respond_in_tx(now, tx, req, &src, 200, None, move |r: &mut Response| {
+            if let Some(e) = granted {
+                r.headers.push("Expires", e.to_string());
+            }
             // §10.3 step 8: every current binding with its expiry.
             for (mut c, secs) in contacts {
                 c.params.set("expires", Some(&secs.to_string()));
