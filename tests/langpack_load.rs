@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use selfprov::langpack::audio::{self, resample_to_8k};
+use selfprov::langpack::level;
 use selfprov::langpack::{Catalogue, LangpackError, Prompt, PromptSet};
 use selfprov::media::g711::Codec;
 
@@ -220,8 +221,9 @@ fn write_manifest(dir: &Path, tag: &str) {
     .unwrap();
 }
 
-/// Checks a decoded 1 kHz tone: duration, dominant frequency and level.
-fn check_tone(p: &Prompt, secs: f64, amp: f64, what: &str) {
+/// Checks a decoded 1 kHz tone: duration, dominant frequency and level. Whatever the source
+/// amplitude `_amp`, the loader normalises a steady tone to the target active level.
+fn check_tone(p: &Prompt, secs: f64, _amp: f64, what: &str) {
     let dur = p.duration().as_secs_f64();
     assert!(
         (dur - secs).abs() < 0.06,
@@ -234,7 +236,7 @@ fn check_tone(p: &Prompt, secs: f64, amp: f64, what: &str) {
         let p_other = goertzel_power(mid, 8000.0, other);
         assert!(at_1k > 1000.0 * p_other, "{what}: {other} Hz too strong");
     }
-    let expected = amp / 2f64.sqrt();
+    let expected = 10f64.powf(level::TARGET_ACTIVE_DBFS / 20.0);
     let level_db = 20.0 * (rms(mid) / expected).log10();
     assert!(
         level_db.abs() < 1.0,
@@ -264,9 +266,17 @@ fn decodes_8k_wav_without_resampling() {
     write_wav(&dir.path().join("beep.wav"), 8000, std::slice::from_ref(&x));
     let set = load_single(dir.path(), "beep.wav").unwrap();
     let p = set.get("beep").unwrap();
-    // Bit-exact pass-through: no resampler touched it.
-    let expected: Vec<i16> = x.iter().map(|v| (v * 32767.0).round() as i16).collect();
-    assert_eq!(&p.pcm[..], &expected[..]);
+    // Pass-through: no resampler touched it, only the normalisation gain (one factor for the
+    // whole prompt; a 0.5 tone is -9 dBFS active, so about -9 dB), within one rounding step.
+    let source: Vec<f64> = x.iter().map(|v| (v * 32767.0).round()).collect();
+    let dot: f64 = source.iter().zip(p.pcm.iter()).map(|(a, &b)| a * f64::from(b)).sum();
+    let gain = dot / source.iter().map(|a| a * a).sum::<f64>();
+    let gain_db = 20.0 * gain.log10();
+    assert!((gain_db - (level::TARGET_ACTIVE_DBFS + 9.03)).abs() < 0.05, "{gain_db}");
+    assert_eq!(p.pcm.len(), source.len());
+    for (a, &b) in source.iter().zip(p.pcm.iter()) {
+        assert!((a * gain - f64::from(b)).abs() <= 1.0, "{a} -> {b}");
+    }
 }
 
 fn sox_case(ext: &str, sox_out_opts: &[&str], source_rate: u32, what: &str) {
@@ -577,4 +587,87 @@ fn truncated_recordings_are_refused() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loudness normalisation at load.
+
+/// Active speech level of 8 kHz PCM (the checker's measure), dBFS.
+fn active_dbfs(pcm: &[i16]) -> f64 {
+    let x: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    selfprov::langpack::check::measure(&x, 8000, 1)
+        .active_dbfs
+        .expect("speech present")
+}
+
+/// Three 0.3 s bursts of a 700 Hz tone at `amp` with 0.2 s pauses, at `rate`.
+fn bursts(rate: u32, amp: f64) -> Vec<f64> {
+    let gap = vec![0.0; (rate / 5) as usize];
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        out.extend_from_slice(&gap);
+        out.extend(tone(700.0, rate, 0.3, amp));
+    }
+    out.extend_from_slice(&gap);
+    out
+}
+
+#[test]
+fn quiet_and_loud_files_play_at_the_same_level() {
+    let dir = tempfile::tempdir().unwrap();
+    write_manifest(dir.path(), "xx");
+    // -37 dBFS active at 44.1 kHz and -4 dBFS at 16 kHz: 33 dB apart in the files.
+    write_wav(&dir.path().join("hello.wav"), 44_100, &[bursts(44_100, 0.02)]);
+    write_wav(&dir.path().join("bye.wav"), 16_000, &[bursts(16_000, 0.9)]);
+    let set = PromptSet::load(dir.path(), &two_prompt_catalogue()).unwrap();
+    let quiet = set.get("hello").unwrap();
+    let loud = set.get("bye").unwrap();
+    let (q, l) = (active_dbfs(&quiet.pcm), active_dbfs(&loud.pcm));
+    for (what, v) in [("quiet", q), ("loud", l)] {
+        assert!(
+            (v - level::TARGET_ACTIVE_DBFS).abs() < 0.3,
+            "{what} file: active level {v:.2} dBFS after load"
+        );
+    }
+    // Never clipped, and the pauses stay silent (the gain is one factor, not a gate).
+    for p in [&quiet, &loud] {
+        assert!(p.peak_dbfs() <= level::PEAK_CEILING_DBFS + 0.01, "{}", p.peak_dbfs());
+        assert!(p.pcm[..1000].iter().all(|&s| s == 0));
+    }
+    // What is sent (G.711) carries the same level.
+    for codec in [Codec::Pcmu, Codec::Pcma] {
+        let mut back = Vec::new();
+        codec.decode(quiet.encoded(codec), &mut back);
+        assert!((active_dbfs(&back) - q).abs() < 0.2, "{codec:?}");
+    }
+}
+
+#[test]
+fn shipped_packs_play_at_one_level() {
+    let catalogue = shipped_catalogue();
+    let mut means = Vec::new();
+    for tag in ["en-US", "fr-FR", "de-DE", "es-ES"] {
+        let set = PromptSet::load_tag(&root().join("lang-packs"), tag, &catalogue).unwrap();
+        let levels: Vec<f64> = catalogue
+            .ids()
+            .map(|id| active_dbfs(&set.get(id).unwrap().pcm))
+            .collect();
+        for (id, v) in catalogue.ids().zip(&levels) {
+            // The recordings peak at -1 dBFS already, so the ceiling keeps the peakiest a little
+            // under the target; none is louder than it.
+            assert!(
+                (-21.0..=level::TARGET_ACTIVE_DBFS + 0.3).contains(v),
+                "{tag} {id}: {v:.2} dBFS"
+            );
+        }
+        let mean = levels.iter().sum::<f64>() / levels.len() as f64;
+        let (lo, hi) = levels
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        println!("{tag}: active level after load min/mean/max {lo:.1} / {mean:.1} / {hi:.1} dBFS");
+        means.push(mean);
+    }
+    let spread = means.iter().cloned().fold(f64::MIN, f64::max)
+        - means.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 1.5, "language means {means:?}");
 }

@@ -1,6 +1,6 @@
 //! Turning a recording file into 8 kHz mono PCM: decode with symphonia (WAV PCM / mu-law /
 //! A-law, FLAC, Ogg Vorbis, MP3; any rate; stereo is downmixed), resample with rubato's
-//! anti-aliased sinc resampler, and quantise to `i16`.
+//! anti-aliased sinc resampler, normalise the loudness ([`super::level`]), and quantise to `i16`.
 //!
 //! This runs once per prompt at start-up, never per call, so it favours quality over speed.
 
@@ -219,16 +219,28 @@ pub fn to_i16(samples: &[f32]) -> Vec<i16> {
         .collect()
 }
 
-/// Decodes `path` and returns its audio as 8 kHz mono `i16` PCM.
+/// Decodes `path` and returns its audio as 8 kHz mono `i16` PCM, loudness-normalised
+/// ([`super::level::normalise`]): exactly what the IVR plays.
 pub fn load_pcm_8k(path: &Path) -> Result<Vec<i16>, LangpackError> {
+    Ok(load_pcm_8k_with_level(path)?.0)
+}
+
+/// [`load_pcm_8k`], also saying what normalisation did.
+pub fn load_pcm_8k_with_level(
+    path: &Path,
+) -> Result<(Vec<i16>, super::level::Normalised), LangpackError> {
     let decoded = decode_file(path)?;
-    let resampled = resample_to_8k(&decoded.samples, decoded.sample_rate).map_err(|reason| {
-        LangpackError::Audio {
-            path: path.to_path_buf(),
-            reason,
-        }
-    })?;
-    Ok(to_i16(&resampled))
+    let mut resampled =
+        resample_to_8k(&decoded.samples, decoded.sample_rate).map_err(|reason| {
+            LangpackError::Audio {
+                path: path.to_path_buf(),
+                reason,
+            }
+        })?;
+    // After resampling, so the level and the peak are those of the 8 kHz signal that is sent
+    // (the resampler removes energy above 4 kHz and can move peaks), and before quantising.
+    let level = super::level::normalise(&mut resampled);
+    Ok((to_i16(&resampled), level))
 }
 
 #[cfg(test)]

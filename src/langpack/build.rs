@@ -155,6 +155,8 @@ pub fn build_pack(
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<Rendered>, String> {
     let manifest = PackManifest::load(dir).map_err(|e| e.to_string())?;
+    // A pairs pack also renders its number prompts (number_10 .. number_99).
+    let catalogue = &catalogue.for_readback(manifest.extension_readback);
     let voice = match &opts.voice {
         Some(v) => espeak_voice(v)?,
         None => espeak_voice(manifest.voice.as_deref().unwrap_or_default())?,

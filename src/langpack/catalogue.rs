@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::LangpackError;
+use super::{LangpackError, Readback};
 
 /// The longest prompt ID accepted (it becomes a file name).
 const MAX_ID_LEN: usize = 64;
@@ -95,6 +95,23 @@ impl Catalogue {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The prompts a pack reading extensions with `readback` must hold: this catalogue plus the
+    /// mode's extra prompts ([`Readback::extra_prompts`], e.g. `number_10` .. `number_99` for
+    /// pairs) with their English texts, after the catalogue's own. IDs already in the catalogue
+    /// are not repeated.
+    pub fn for_readback(&self, readback: Readback) -> Catalogue {
+        let mut out = self.clone();
+        for id in readback.extra_prompts() {
+            if out.contains(id) {
+                continue;
+            }
+            let text = Readback::extra_text(id).unwrap_or_else(|| id.to_string());
+            out.index.insert(id.to_string(), out.entries.len());
+            out.entries.push((id.to_string(), text));
+        }
+        out
+    }
 }
 
 fn validate_id(id: &str) -> Result<(), String> {
@@ -154,6 +171,17 @@ mod tests {
             assert!(c.contains(&format!("digit_{d}")), "digit_{d} missing");
         }
         assert!(c.contains("welcome"));
+    }
+
+    #[test]
+    fn readback_extras_follow_the_catalogue() {
+        let c = Catalogue::parse("[[prompt]]\nid = \"a\"\ntext = \"A.\"\n").unwrap();
+        assert_eq!(c.for_readback(Readback::Digits), c);
+        let p = c.for_readback(Readback::Pairs);
+        assert_eq!(p.len(), 91);
+        assert_eq!(p.ids().next(), Some("a"));
+        assert_eq!(p.text("number_42"), Some("forty-two"));
+        assert_eq!(p.ids().last(), Some("number_99"));
     }
 
     #[test]

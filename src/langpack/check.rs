@@ -481,6 +481,15 @@ pub fn check_pack(
             None
         }
     };
+    // A pairs pack must also hold its number prompts; they are then not "unknown" files.
+    let with_readback;
+    let catalogue = match &manifest {
+        Some(m) => {
+            with_readback = catalogue.for_readback(m.extension_readback);
+            &with_readback
+        }
+        None => catalogue,
+    };
     match load_texts(dir) {
         Ok(texts) => problems.extend(check_texts(catalogue, &texts)),
         Err(reason) => problems.push(Problem::new(

@@ -57,6 +57,26 @@ pub enum LangpackError {
         text: String,
     },
 
+    /// A catalogue prompt has no recording in any of the packs loaded together, so there is
+    /// nothing to fall back to.
+    #[error(
+        "no language pack has a recording for prompt {id:?} (text: {text:?}); packs tried: {}; \
+         add {id}.wav to at least one of them (`selfprov langpack check` lists what is missing)",
+        .languages.join(", ")
+    )]
+    PromptMissingEverywhere {
+        id: String,
+        text: String,
+        languages: Vec<String>,
+    },
+
+    /// No language was given to load, or the same one twice.
+    #[error("language list {languages:?}: {reason}")]
+    LanguageList {
+        languages: Vec<String>,
+        reason: String,
+    },
+
     /// A catalogue prompt has more than one recording, so which one plays would be a guess.
     #[error(
         "prompt {id:?} has more than one recording: {}; keep exactly one of them",

@@ -1,6 +1,6 @@
 //! The prompt catalogue (`prompts/catalogue.toml`) and language packs (`lang-packs/<tag>/`):
-//! every prompt is decoded, resampled to 8 kHz and G.711-encoded once at load, then shared by
-//! every call.
+//! every prompt is decoded, resampled to 8 kHz, loudness-normalised ([`level`]) and
+//! G.711-encoded once at load, then shared by every call.
 //!
 //! A pack is a folder holding `pack.toml` ([`PackManifest`]) and one recording per catalogue
 //! prompt ID, `<id>.wav|flac|ogg|mp3` (see [`audio`] for what is accepted). Typical start-up:
@@ -19,8 +19,13 @@ pub mod build;
 mod catalogue;
 pub mod check;
 mod error;
+pub mod level;
 mod prompt;
+pub mod readback;
 
 pub use catalogue::Catalogue;
 pub use error::LangpackError;
-pub use prompt::{PackManifest, Prompt, PromptSet, AUDIO_EXTENSIONS, MANIFEST_FILE};
+pub use prompt::{
+    LoadWarning, PackManifest, Prompt, PromptSet, PromptSets, AUDIO_EXTENSIONS, MANIFEST_FILE,
+};
+pub use readback::Readback;

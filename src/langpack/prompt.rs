@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::audio::{self, TARGET_RATE};
-use super::{Catalogue, LangpackError};
+use super::{Catalogue, LangpackError, Readback};
 use crate::media::g711::{alaw_encode, ulaw_encode, Codec};
 
 /// Recording file extensions a pack may use, in the order they are looked for.
@@ -48,9 +48,19 @@ impl Prompt {
         }
     }
 
-    /// Decodes, resamples and encodes the recording at `path`.
+    /// Decodes, resamples, loudness-normalises ([`super::level`]) and encodes the recording at
+    /// `path`.
     pub fn load_file(id: impl Into<String>, path: &Path) -> Result<Prompt, LangpackError> {
-        Ok(Prompt::from_pcm(id, audio::load_pcm_8k(path)?))
+        let (pcm, level) = audio::load_pcm_8k_with_level(path)?;
+        if level.limited {
+            tracing::debug!(
+                file = %path.display(),
+                active_dbfs = ?level.active_before_dbfs,
+                gain_db = level.gain_db,
+                "prompt normalised below the target level (peak ceiling or boost limit)"
+            );
+        }
+        Ok(Prompt::from_pcm(id, pcm))
     }
 
     /// Playing time at 8 kHz.
@@ -120,6 +130,10 @@ pub struct PackManifest {
     /// Speaker or synthesiser voice.
     #[serde(default)]
     pub voice: Option<String>,
+    /// How extensions are read back: `"digits"` (default) or `"pairs"` (needs `number_10` ..
+    /// `number_99`); see [`Readback`].
+    #[serde(default)]
+    pub extension_readback: Readback,
 }
 
 impl PackManifest {
@@ -159,7 +173,8 @@ fn valid_tag(tag: &str) -> bool {
         && !tag.ends_with('-')
 }
 
-/// One loaded language pack: a [`Prompt`] for every catalogue ID.
+/// One loaded language pack: a [`Prompt`] for every catalogue ID (and for the extra prompts of
+/// its read-back mode).
 #[derive(Debug, Clone)]
 pub struct PromptSet {
     /// The pack's language tag (from `pack.toml`).
@@ -167,14 +182,37 @@ pub struct PromptSet {
     manifest: PackManifest,
     dir: PathBuf,
     prompts: HashMap<String, Arc<Prompt>>,
+    /// Prompts taken from another language: (prompt ID, language tag), in catalogue order.
+    fallbacks: Vec<(String, String)>,
 }
 
 impl PromptSet {
     /// Loads the pack in `dir`: `pack.toml` and one recording `<dir>/<id>.<ext>` (ext one of
-    /// [`AUDIO_EXTENSIONS`]) for every catalogue ID. Any missing, ambiguous or undecodable
-    /// recording fails the whole load, naming the file, so a broken pack stops start-up rather
-    /// than a call going silent later.
+    /// [`AUDIO_EXTENSIONS`]) for every catalogue ID, plus the extra prompts of the pack's
+    /// read-back mode. Any missing, ambiguous or undecodable recording fails the whole load,
+    /// naming the file, so a broken pack stops start-up rather than a call going silent later.
+    /// [`PromptSets::load`] loads several packs and lets a prompt missing from one come from
+    /// another.
     pub fn load(dir: &Path, catalogue: &Catalogue) -> Result<PromptSet, LangpackError> {
+        let (set, missing) = PromptSet::load_partial(dir, catalogue)?;
+        match missing.into_iter().next() {
+            None => Ok(set),
+            Some(id) => Err(LangpackError::PromptMissing {
+                dir: dir.to_path_buf(),
+                text: catalogue.text(&id).unwrap_or_default().to_string(),
+                id,
+            }),
+        }
+    }
+
+    /// Loads what the pack in `dir` has, returning the catalogue IDs it lacks (in catalogue
+    /// order) instead of failing on them. Everything else fails as in [`PromptSet::load`]: a
+    /// missing read-back prompt (`number_NN` of a pairs pack) is an error, because reading an
+    /// extension with numbers of another language would make no sense.
+    fn load_partial(
+        dir: &Path,
+        catalogue: &Catalogue,
+    ) -> Result<(PromptSet, Vec<String>), LangpackError> {
         if !dir.is_dir() {
             return Err(LangpackError::PackMissing {
                 dir: dir.to_path_buf(),
@@ -189,15 +227,24 @@ impl PromptSet {
             );
         }
         let files = list_recordings(dir)?;
+        let wanted = catalogue.for_readback(manifest.extension_readback);
 
-        let mut prompts = HashMap::with_capacity(catalogue.len());
-        for id in catalogue.ids() {
+        let mut prompts = HashMap::with_capacity(wanted.len());
+        let mut missing = Vec::new();
+        for id in wanted.ids() {
             let path = match files.get(id).map(Vec::as_slice) {
+                None | Some([]) if catalogue.contains(id) => {
+                    missing.push(id.to_string());
+                    continue;
+                }
                 None | Some([]) => {
                     return Err(LangpackError::PromptMissing {
                         dir: dir.to_path_buf(),
                         id: id.to_string(),
-                        text: catalogue.text(id).unwrap_or_default().to_string(),
+                        text: format!(
+                            "{} (needed because pack.toml says extension_readback = \"pairs\")",
+                            wanted.text(id).unwrap_or_default()
+                        ),
                     })
                 }
                 Some([one]) => one,
@@ -218,21 +265,26 @@ impl PromptSet {
             }
             prompts.insert(id.to_string(), Arc::new(prompt));
         }
-        for id in files.keys().filter(|id| !catalogue.contains(id)) {
+        for id in files.keys().filter(|id| !wanted.contains(id)) {
             tracing::warn!(dir = %dir.display(), id = %id, "recording is not in the prompt catalogue; ignored");
         }
         tracing::info!(
             language = %manifest.tag,
             version = %manifest.version,
             prompts = prompts.len(),
+            missing = missing.len(),
             "language pack loaded"
         );
-        Ok(PromptSet {
-            language: manifest.tag.clone(),
-            manifest,
-            dir: dir.to_path_buf(),
-            prompts,
-        })
+        Ok((
+            PromptSet {
+                language: manifest.tag.clone(),
+                manifest,
+                dir: dir.to_path_buf(),
+                prompts,
+                fallbacks: Vec::new(),
+            },
+            missing,
+        ))
     }
 
     /// Loads the pack for language `tag` from `<packs_dir>/<tag>/`, rejecting tags that are
@@ -248,16 +300,25 @@ impl PromptSet {
             });
         }
         let set = PromptSet::load(&packs_dir.join(tag), catalogue)?;
-        if !set.language.eq_ignore_ascii_case(tag) {
-            return Err(LangpackError::ManifestInvalid {
-                path: packs_dir.join(tag).join(MANIFEST_FILE),
-                reason: format!(
-                    "its tag {:?} does not match the folder name {tag:?}",
-                    set.language
-                ),
-            });
-        }
+        check_tag_matches(packs_dir, tag, &set)?;
         Ok(set)
+    }
+
+    /// How this pack reads extensions back (`extension_readback` in `pack.toml`).
+    pub fn readback(&self) -> Readback {
+        self.manifest.extension_readback
+    }
+
+    /// The prompt IDs reading `extension` aloud in this pack's read-back mode; every one of them
+    /// is in the set. See [`Readback::sequence`].
+    pub fn readback_sequence(&self, extension: &str) -> Vec<&'static str> {
+        self.readback().sequence(extension)
+    }
+
+    /// The prompts taken from another language at load (prompt ID, language tag), in catalogue
+    /// order; empty for a complete pack.
+    pub fn fallbacks(&self) -> &[(String, String)] {
+        &self.fallbacks
     }
 
     /// The prompt for `id` (a shared handle, not a copy).
@@ -289,6 +350,190 @@ impl PromptSet {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+fn check_tag_matches(packs_dir: &Path, tag: &str, set: &PromptSet) -> Result<(), LangpackError> {
+    if set.language.eq_ignore_ascii_case(tag) {
+        return Ok(());
+    }
+    Err(LangpackError::ManifestInvalid {
+        path: packs_dir.join(tag).join(MANIFEST_FILE),
+        reason: format!(
+            "its tag {:?} does not match the folder name {tag:?}",
+            set.language
+        ),
+    })
+}
+
+/// Something wrong at load that does not stop start-up: log it (each has a `Display` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadWarning {
+    /// `language` has no recording of `prompt`; the one of `from` plays instead.
+    Fallback {
+        language: String,
+        prompt: String,
+        from: String,
+    },
+}
+
+impl fmt::Display for LoadWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadWarning::Fallback {
+                language,
+                prompt,
+                from,
+            } => write!(
+                f,
+                "language pack {language} has no recording for prompt {prompt:?}; callers in \
+                 {language} hear the {from} recording (add {prompt}.wav to the {language} pack)"
+            ),
+        }
+    }
+}
+
+/// Several language packs loaded together, in priority order (the order of the IVR's language
+/// menu). Every set is complete against the catalogue: a prompt a pack lacks is shared from the
+/// highest-priority complete pack that has it (or, when no complete pack has it, from the
+/// highest-priority pack that does), with a [`LoadWarning`].
+///
+/// Cheap to clone (`Arc`s); a call keeps the `Arc<PromptSet>` of its language for its whole
+/// life, so replacing the `PromptSets` (a reload) never changes a call in progress.
+#[derive(Debug, Clone)]
+pub struct PromptSets {
+    sets: Vec<Arc<PromptSet>>,
+}
+
+impl PromptSets {
+    /// Loads `<packs_dir>/<tag>/` for each tag in `tags` (priority order, first = default). A
+    /// broken pack (bad manifest, undecodable or ambiguous recording, a missing read-back prompt)
+    /// or a prompt no pack has fails the whole load; a prompt only some packs lack is a
+    /// [`LoadWarning::Fallback`].
+    pub fn load<S: AsRef<str>>(
+        packs_dir: &Path,
+        catalogue: &Catalogue,
+        tags: &[S],
+    ) -> Result<(PromptSets, Vec<LoadWarning>), LangpackError> {
+        let tags: Vec<&str> = tags.iter().map(AsRef::as_ref).collect();
+        let list_error = |reason: &str| LangpackError::LanguageList {
+            languages: tags.iter().map(|t| t.to_string()).collect(),
+            reason: reason.to_string(),
+        };
+        if tags.is_empty() {
+            return Err(list_error("no language given; list at least one pack"));
+        }
+        for (i, t) in tags.iter().enumerate() {
+            if tags[..i].iter().any(|u| u.eq_ignore_ascii_case(t)) {
+                return Err(list_error(&format!("{t:?} is listed twice")));
+            }
+        }
+        let mut loaded = Vec::with_capacity(tags.len());
+        for tag in &tags {
+            if !valid_tag(tag) {
+                return Err(LangpackError::InvalidTag {
+                    tag: tag.to_string(),
+                });
+            }
+            let (set, missing) = PromptSet::load_partial(&packs_dir.join(tag), catalogue)?;
+            check_tag_matches(packs_dir, tag, &set)?;
+            loaded.push((set, missing));
+        }
+        let warnings = fill_fallbacks(&mut loaded, catalogue)?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        Ok((
+            PromptSets {
+                sets: loaded.into_iter().map(|(set, _)| Arc::new(set)).collect(),
+            },
+            warnings,
+        ))
+    }
+
+    /// Wraps packs that are already loaded and complete (e.g. one [`PromptSet::load_tag`]).
+    pub fn from_sets(sets: Vec<Arc<PromptSet>>) -> Option<PromptSets> {
+        (!sets.is_empty()).then_some(PromptSets { sets })
+    }
+
+    /// The pack for `tag` (ASCII case-insensitive), shared.
+    pub fn get(&self, tag: &str) -> Option<Arc<PromptSet>> {
+        self.sets
+            .iter()
+            .find(|s| s.language.eq_ignore_ascii_case(tag))
+            .cloned()
+    }
+
+    /// The highest-priority pack (the default language).
+    pub fn default_set(&self) -> Arc<PromptSet> {
+        // Never empty: `load` and `from_sets` refuse an empty list.
+        self.sets[0].clone()
+    }
+
+    /// The prompt `id` in language `tag`.
+    pub fn prompt(&self, tag: &str, id: &str) -> Option<Arc<Prompt>> {
+        self.get(tag)?.get(id)
+    }
+
+    /// The language tags, in priority order.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.sets.iter().map(|s| s.language.as_str())
+    }
+
+    /// The packs, in priority order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<PromptSet>> {
+        self.sets.iter()
+    }
+
+    /// Number of languages (at least 1).
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Always false (there is at least one language); for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+}
+
+/// Completes every loaded set from the others (see [`PromptSets`]); the sets are in priority
+/// order, each with the catalogue IDs it lacks.
+fn fill_fallbacks(
+    loaded: &mut [(PromptSet, Vec<String>)],
+    catalogue: &Catalogue,
+) -> Result<Vec<LoadWarning>, LangpackError> {
+    // Donor order: complete packs first, then the others, each group by priority.
+    let mut donors: Vec<usize> = (0..loaded.len()).collect();
+    donors.sort_by_key(|&i| (!loaded[i].1.is_empty(), i));
+    let mut warnings = Vec::new();
+    for i in 0..loaded.len() {
+        let missing = std::mem::take(&mut loaded[i].1);
+        for id in &missing {
+            let donor = donors
+                .iter()
+                // Only a pack's own recordings: one filled by fallback is not a donor.
+                .filter(|&&d| d != i && !loaded[d].1.contains(id))
+                .find_map(|&d| Some((d, loaded[d].0.prompts.get(id)?.clone())));
+            let Some((d, prompt)) = donor else {
+                return Err(LangpackError::PromptMissingEverywhere {
+                    id: id.clone(),
+                    text: catalogue.text(id).unwrap_or_default().to_string(),
+                    languages: loaded.iter().map(|(s, _)| s.language.clone()).collect(),
+                });
+            };
+            let from = loaded[d].0.language.clone();
+            let set = &mut loaded[i].0;
+            set.prompts.insert(id.clone(), prompt);
+            set.fallbacks.push((id.clone(), from.clone()));
+            warnings.push(LoadWarning::Fallback {
+                language: set.language.clone(),
+                prompt: id.clone(),
+                from,
+            });
+        }
+        // Keep the record of what was missing for the donor order of later sets.
+        loaded[i].1 = missing;
+    }
+    Ok(warnings)
 }
 
 /// Maps each file stem to the recordings with that stem (extension matched case-insensitively).
