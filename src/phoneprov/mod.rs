@@ -4,11 +4,13 @@
 //! admin-overridable minijinja templates ([`render`]); and the routing of a requested file name
 //! plus HTTP User-Agent to a vendor, MAC, model and file kind ([`route`]).
 //!
-//! Everything here is pure: no sockets, no store access. The HTTP/TFTP server, the guest
-//! registrar and the resync NOTIFY are built on top of it (not yet written).
+//! Everything here but [`serve`] is pure: no sockets, no store access. [`serve`] is the
+//! provisioning HTTP server (guest configs for autoprov phones, keyed or source-IP-checked
+//! provisioned configs); the guest registrar and the resync NOTIFY are built on top.
 
 pub mod render;
 pub mod route;
+pub mod serve;
 
 pub use render::{RenderError, Renderer, TEMPLATE_NAMES};
 pub use route::{route, FileKind, Request};

@@ -9,7 +9,8 @@
 //! `password`, `registrar_host`, `registrar_port`, `transport`, `proxy_host`, `proxy_port`,
 //! `gs` for Grandstream's P-codes), `line_keys`, `speed_dials` (each `position`, `key`,
 //! `number`, `label`), `locale`, `timezone`, `ntp_server`, `server` (`host`, `port`,
-//! `transport`), `guest`, `yealink_model_code`.
+//! `transport`), `guest`, `yealink_model_code`, `config_url` (with `config_url_scheme` and
+//! `config_url_rest`: the URL split at `://`).
 
 use super::{FileKind, PhoneConfig, Vendor};
 use minijinja::value::Value;
@@ -190,6 +191,21 @@ impl Renderer {
 
     /// Renders `kind` for `cfg`. Per-device files need `cfg.device.mac`.
     pub fn render(&self, kind: &FileKind, cfg: &PhoneConfig) -> Result<String, RenderError> {
+        self.render_with_config_url(kind, cfg, None)
+    }
+
+    /// As [`Renderer::render`], telling the phone where to fetch its configuration next:
+    /// `config_url` (absolute `http://` or `https://` URL of a folder, ending with `/`; the
+    /// provisioning server's keyed URL `<public_url>/<config_key>/`). The templates write it
+    /// into the vendor's provisioning-server setting where the vendor has one (Yealink
+    /// `static.auto_provision.server.url`, Polycom `device.prov.serverName`, Grandstream
+    /// `P237`, Snom `setting_server`); Cisco has none (DHCP option 150 names its TFTP server).
+    pub fn render_with_config_url(
+        &self,
+        kind: &FileKind,
+        cfg: &PhoneConfig,
+        config_url: Option<&str>,
+    ) -> Result<String, RenderError> {
         if kind.is_per_device() && cfg.device.mac.is_none() {
             return Err(RenderError::NoMac { kind: kind.clone() });
         }
@@ -207,7 +223,14 @@ impl Renderer {
             }
         }
         let name = kind.template_name();
-        let ctx = Value::from(minijinja::value::Serde(context(kind, cfg)));
+        let mut ctx = context(kind, cfg);
+        if let Some(url) = config_url {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+            ctx.config_url = Some(url);
+            ctx.config_url_scheme = Some(scheme);
+            ctx.config_url_rest = Some(rest);
+        }
+        let ctx = Value::from(minijinja::value::Serde(ctx));
         self.env
             .get_template(name)
             .and_then(|t| t.render(ctx))
@@ -276,6 +299,11 @@ struct Ctx<'a> {
     server: ServerCtx<'a>,
     guest: bool,
     yealink_model_code: Option<&'a str>,
+    /// Where the phone fetches its configuration next (see
+    /// [`Renderer::render_with_config_url`]), its scheme, and the rest after `://`.
+    config_url: Option<&'a str>,
+    config_url_scheme: Option<&'a str>,
+    config_url_rest: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -368,5 +396,8 @@ fn context<'a>(kind: &'a FileKind, cfg: &'a PhoneConfig) -> Ctx<'a> {
             FileKind::YealinkModel { code } => Some(code.as_str()),
             _ => None,
         },
+        config_url: None,
+        config_url_scheme: None,
+        config_url_rest: None,
     }
 }
