@@ -680,6 +680,76 @@ fn refresh_moves_the_expiry() {
 }
 
 #[test]
+fn a_shorter_contact_added_later_expires_first_alone() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let store = accounts();
+    let mut p = Phone::yealink("8001", "g-a1b2c3", "s3cret-guest");
+    let long = "<sip:8001@192.168.1.20:5062>";
+    let short = "<sip:8001@192.168.1.20:5064>";
+    p.register_fully(&mut ep, t0, &store, Some(&[long]), Some("3600"));
+    let t1 = t0 + Duration::from_secs(10);
+    let r = p.register_fully(&mut ep, t1, &store, Some(&[short]), Some("60"));
+    assert_eq!(contact_expires(&r).len(), 2);
+    reg_events(&mut ep);
+    ep.handle_timeout(t1 + Duration::from_secs(59));
+    assert_eq!(ep.contacts(1).len(), 2);
+    ep.handle_timeout(t1 + Duration::from_secs(60));
+    let left: Vec<String> = ep.contacts(1).iter().map(|(u, _)| u.to_string()).collect();
+    assert_eq!(left, vec!["sip:8001@192.168.1.20:5062".to_string()]);
+    assert!(
+        reg_events(&mut ep).is_empty(),
+        "the account is still registered"
+    );
+    // Many refreshes of the long one do not disturb its expiry.
+    let mut t = t1 + Duration::from_secs(60);
+    for _ in 0..50 {
+        t += Duration::from_secs(1);
+        assert_eq!(
+            p.register_fully(&mut ep, t, &store, Some(&[long]), Some("3600"))
+                .status,
+            200
+        );
+    }
+    assert_eq!(reg_events(&mut ep).len(), 50, "one Registered per refresh");
+    ep.handle_timeout(t + Duration::from_secs(3599));
+    assert_eq!(ep.contacts(1).len(), 1);
+    ep.handle_timeout(t + Duration::from_secs(3600));
+    assert!(ep.contacts(1).is_empty());
+    assert_eq!(
+        reg_events(&mut ep),
+        vec![RegistrarEvent::Unregistered { account_id: 1 }]
+    );
+}
+
+#[test]
+fn tcp_registration_keeps_its_connection_until_it_closes() {
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let store = accounts();
+    let mut p = Phone::sipp("101", "line101", "line-pass");
+    p.peer.transport = Transport::Tcp;
+    p.peer.conn = Some(42);
+    // SIPp over TCP: the same message with a TCP Via.
+    p.get_challenge(&mut ep, now);
+    let msg = String::from_utf8(p.register(None, Some("600"), true))
+        .unwrap()
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    ep.handle_input(now, msg.as_bytes(), p.peer);
+    answer(&mut ep, now, &store);
+    let out = drain(&mut ep);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].peer, p.peer, "answered on the same connection");
+    assert_eq!(resp(&out[0]).status, 200);
+    assert_eq!(ep.contacts(3)[0].1.conn, Some(42));
+    ep.connection_closed(42);
+    let (_, peer) = ep.contacts(3)[0].clone();
+    assert_eq!(peer.conn, None);
+    assert_eq!(peer.addr, p.peer.addr);
+    assert_eq!(peer.transport, Transport::Tcp);
+}
+
+#[test]
 fn several_contacts_unregister_one_then_star() {
     let mut ep = endpoint();
     let now = Instant::now();

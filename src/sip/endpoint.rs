@@ -1381,7 +1381,7 @@ impl Endpoint {
                 .and_then(|c| c.pending_2xx.as_ref())
                 .and_then(|p| p.retx.deadline_of(kind)),
             Target::Aor(account) => match kind {
-                TimerKind::Expire => self.registrar.as_ref().and_then(|r| r.next_expiry(account)),
+                TimerKind::Expire => self.registrar.as_ref().and_then(|r| r.armed(account)),
                 TimerKind::Retransmit => None,
             },
             Target::Auth(id) => match kind {

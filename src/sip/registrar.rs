@@ -88,8 +88,9 @@ pub struct RequestId(pub u64);
 /// What the registrar reports to the layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrarEvent {
-    /// A REGISTER was accepted and the account has at least one binding; `peer` is where the
-    /// REGISTER came from, `contacts` every current contact of the account.
+    /// A REGISTER that adds, refreshes or removes contacts was accepted and the account still
+    /// has at least one binding (so also once per refresh; a query without Contact emits
+    /// nothing). `peer` is where the REGISTER came from, `contacts` every current contact.
     Registered {
         account_id: i64,
         peer: Peer,
@@ -201,6 +202,10 @@ struct Binding {
 struct Aor {
     guest: bool,
     bindings: Vec<Binding>,
+    /// The deadline of this AOR's live entry in the endpoint's timer heap. A new entry is
+    /// pushed only when the next expiry moves earlier than it, so refreshes (which move it
+    /// later) add nothing to the heap: the armed entry fires, finds nothing due and re-arms.
+    armed: Option<Instant>,
 }
 
 /// The outcome of a committed REGISTER.
@@ -594,7 +599,9 @@ impl Registrar {
 
     /// Replaces an AOR's bindings, keeping the counters and the address index right.
     fn replace_aor(&mut self, account_id: i64, guest: bool, bindings: Vec<Binding>) {
+        let mut armed = None;
         if let Some(old) = self.aors.remove(&account_id) {
+            armed = old.armed;
             self.bindings -= old.bindings.len();
             if old.guest && !old.bindings.is_empty() {
                 self.guests_bound -= 1;
@@ -618,10 +625,43 @@ impl Registrar {
         for b in &bindings {
             *self.by_addr.entry(b.peer.addr).or_insert(0) += 1;
         }
-        self.aors.insert(account_id, Aor { guest, bindings });
+        self.aors.insert(
+            account_id,
+            Aor {
+                guest,
+                bindings,
+                armed,
+            },
+        );
     }
 
-    /// The earliest expiry among the account's bindings (its timer deadline).
+    /// The deadline of the account's live timer entry (see [`Aor`]'s `armed`).
+    pub fn armed(&self, account_id: i64) -> Option<Instant> {
+        self.aors.get(&account_id)?.armed
+    }
+
+    /// After a change or a timer: the deadline to push into the heap, if one is needed (the
+    /// next expiry is earlier than the entry already armed, or none is armed).
+    pub fn rearm(&mut self, account_id: i64) -> Option<Instant> {
+        let next = self.next_expiry(account_id)?;
+        let aor = self.aors.get_mut(&account_id)?;
+        match aor.armed {
+            Some(a) if a <= next => None,
+            _ => {
+                aor.armed = Some(next);
+                Some(next)
+            }
+        }
+    }
+
+    /// The armed timer entry fired: it is no longer armed.
+    pub fn disarm(&mut self, account_id: i64) {
+        if let Some(a) = self.aors.get_mut(&account_id) {
+            a.armed = None;
+        }
+    }
+
+    /// The earliest expiry among the account's bindings.
     pub fn next_expiry(&self, account_id: i64) -> Option<Instant> {
         self.aors
             .get(&account_id)?

@@ -408,11 +408,12 @@ impl Endpoint {
         let Some(reg) = self.registrar.as_mut() else {
             return;
         };
+        reg.disarm(account);
         if let Some(ev) = reg.expire(account, now) {
             debug!(account, "registration expired");
             self.reg_events.push_back(ev);
         }
-        let next = reg.next_expiry(account);
+        let next = reg.rearm(account);
         self.arm(next, Target::Aor(account), TimerKind::Expire);
     }
 
@@ -618,7 +619,7 @@ impl Endpoint {
                 return;
             }
         };
-        let next = reg.next_expiry(cred.account_id);
+        let next = reg.rearm(cred.account_id);
         match &plan.update {
             ContactUpdate::RemoveAll => {
                 info!(peer = ?src, account = cred.account_id, "unregistered all contacts")
