@@ -544,7 +544,8 @@ impl Registrar {
         }
         // Drop what already expired (the timer may not have fired yet at this `now`).
         new.retain(|b| b.expires_at > now);
-        if new.len() > old.len() && self.bindings - old.len() + new.len() > self.limits.max_bindings
+        if new.len() > old.len()
+            && self.bindings.saturating_sub(old.len()) + new.len() > self.limits.max_bindings
         {
             return Err(Refusal::reason(503, "Service Unavailable (registrar full)")
                 .header("Retry-After", "60".into()));
@@ -602,13 +603,15 @@ impl Registrar {
         let mut armed = None;
         if let Some(old) = self.aors.remove(&account_id) {
             armed = old.armed;
-            self.bindings -= old.bindings.len();
+            // Saturating: the counters are exact by construction, but a slip must never panic
+            // (or wrap) on the network path.
+            self.bindings = self.bindings.saturating_sub(old.bindings.len());
             if old.guest && !old.bindings.is_empty() {
-                self.guests_bound -= 1;
+                self.guests_bound = self.guests_bound.saturating_sub(1);
             }
             for b in &old.bindings {
                 if let Some(n) = self.by_addr.get_mut(&b.peer.addr) {
-                    *n -= 1;
+                    *n = n.saturating_sub(1);
                     if *n == 0 {
                         self.by_addr.remove(&b.peer.addr);
                     }
