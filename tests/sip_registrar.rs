@@ -1058,6 +1058,23 @@ fn credential_that_never_comes_times_out_with_500() {
 }
 
 #[test]
+fn a_failed_lookup_is_500_at_once() {
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let mut p = Phone::yealink("8001", "g-a1b2c3", "s3cret-guest");
+    p.get_challenge(&mut ep, now);
+    ep.handle_input(now, &p.register(None, Some("600"), true), p.peer);
+    let ask = ep.poll_auth_request().unwrap();
+    ep.credential_failed(now, ask.id);
+    let r = one_response(&mut ep);
+    assert_eq!(r.status, 500);
+    assert!(r.headers.get("Retry-After").is_some());
+    // Nothing more happens later (the lookup is no longer pending).
+    ep.handle_timeout(now + Duration::from_secs(20));
+    assert!(drain(&mut ep).is_empty());
+}
+
+#[test]
 fn allow_lists_register_once_enabled() {
     let mut ep = endpoint();
     let now = Instant::now();

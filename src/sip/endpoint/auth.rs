@@ -159,6 +159,14 @@ impl Endpoint {
         self.purge_stale();
     }
 
+    /// The credential lookup for `id` failed (store unavailable): the request gets 500 with
+    /// Retry-After at once, a temporary failure the phone retries, rather than the 401 a
+    /// `credential(.., None)` would give (which tells the phone its password is wrong).
+    pub fn credential_failed(&mut self, now: Instant, id: AuthId) {
+        self.answer_lookup_failure(now, id.0, "credential lookup failed");
+        self.purge_stale();
+    }
+
     /// The next registrar event (bindings and NOTIFY outcomes).
     pub fn poll_registrar_event(&mut self) -> Option<RegistrarEvent> {
         self.reg_events.pop_front()
@@ -419,12 +427,17 @@ impl Endpoint {
 
     /// No credential came in time (see the module doc).
     pub(super) fn auth_timed_out(&mut self, now: Instant, id: u64) {
+        self.answer_lookup_failure(now, id, "credential lookup timed out");
+    }
+
+    /// 500 + Retry-After for a pending request whose lookup failed or timed out.
+    fn answer_lookup_failure(&mut self, now: Instant, id: u64, why: &'static str) {
         let Some(p) = self.pending_auth.remove(&id) else {
             return;
         };
-        warn!(peer = ?p.src, method = %p.req.method, "credential lookup timed out, answering 500");
+        warn!(peer = ?p.src, method = %p.req.method, why, "answering 500");
         self.respond_in_tx(now, p.tx, &p.req, &p.src, 500, None, |r| {
-            r.reason = "Server Internal Error (credential lookup timed out)".into();
+            r.reason = format!("Server Internal Error ({why})");
             r.headers.push("Retry-After", RETRY_AFTER_SECS.to_string());
         });
     }
