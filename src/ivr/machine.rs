@@ -43,6 +43,7 @@
 
 use super::prompts as p;
 use crate::config::{AuthMode, IvrConfig};
+use crate::langpack::Readback;
 use std::fmt;
 use std::time::Duration;
 
@@ -172,6 +173,118 @@ pub enum Action {
     HangUp,
 }
 
+/// The most languages a menu offers: one key each, 1 to 9.
+pub const MAX_LANGUAGES: usize = 9;
+
+/// One language the IVR offers (see [`LanguageOptions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Language {
+    /// The language pack's tag, e.g. `fr-FR` (as in `PromptSets::tags`).
+    pub tag: String,
+    /// How that pack reads extensions back (`PromptSet::readback`).
+    pub readback: Readback,
+}
+
+impl Language {
+    pub fn new(tag: impl Into<String>, readback: Readback) -> Self {
+        Language {
+            tag: tag.into(),
+            readback,
+        }
+    }
+}
+
+/// The languages of a call, for [`Ivr::with_languages`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LanguageOptions {
+    /// The languages offered, by priority (the first is the default), 1 to [`MAX_LANGUAGES`].
+    /// With more than one, the call starts with the language menu.
+    pub languages: Vec<Language>,
+    /// The caller's language when it is known before the call, e.g. the locale of the phone's
+    /// device template: a BCP 47 tag (`fr-FR`, `fr_FR` or just `fr`). When it matches an offered
+    /// language (the exact tag, ignoring case and `_`/`-`, else the first offered language with
+    /// the same primary subtag) the menu is skipped; otherwise it is ignored.
+    pub preset: Option<String>,
+}
+
+/// Why [`Ivr::with_languages`] refused a language list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LanguageListError {
+    #[error("no language offered; list at least one")]
+    Empty,
+    #[error("{0} languages offered; a menu offers at most 9 (keys 1-9)")]
+    TooMany(usize),
+    #[error("a language tag is empty")]
+    EmptyTag,
+    #[error("language {0:?} is offered twice")]
+    Duplicate(String),
+}
+
+/// The offered language matching `locale` (see [`LanguageOptions::preset`]).
+fn match_locale(languages: &[Language], locale: &str) -> Option<usize> {
+    let norm = |t: &str| t.trim().replace('_', "-").to_ascii_lowercase();
+    let want = norm(locale);
+    if want.is_empty() {
+        return None;
+    }
+    let primary = |t: &str| t.split('-').next().unwrap_or_default().to_string();
+    languages
+        .iter()
+        .position(|l| norm(&l.tag) == want)
+        .or_else(|| {
+            languages
+                .iter()
+                .position(|l| primary(&norm(&l.tag)) == primary(&want))
+        })
+}
+
+/// An action of a call that may offer several languages: what [`Ivr::handle_call`] returns.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CallAction {
+    /// A dialogue action. `Play` plays its prompts in the call's current language: the last
+    /// `SetLanguage`, or the default (first) language before any.
+    Ivr(Action),
+    /// The language menu: replace whatever is playing with this queue, each prompt from the pack
+    /// of its language tag. Otherwise like `Play` (`PlaybackFinished` when it has played).
+    PlayMixed(Vec<(String, &'static str)>),
+    /// From now on every `Play` of this call uses this language's pack (its tag). Emitted once,
+    /// before the first `Play` of the dialogue proper.
+    SetLanguage(String),
+}
+
+impl CallAction {
+    /// The single-language view of this action (see [`Ivr::handle`]).
+    pub fn into_action(self) -> Option<Action> {
+        match self {
+            CallAction::Ivr(a) => Some(a),
+            CallAction::PlayMixed(q) => {
+                Some(Action::Play(q.into_iter().map(|(_, id)| id).collect()))
+            }
+            CallAction::SetLanguage(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for CallAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The inner Debug redacts secrets.
+            CallAction::Ivr(a) => a.fmt(f),
+            CallAction::PlayMixed(q) => f.debug_tuple("PlayMixed").field(q).finish(),
+            CallAction::SetLanguage(t) => f.debug_tuple("SetLanguage").field(t).finish(),
+        }
+    }
+}
+
+/// The actions being collected by one `handle_call`.
+struct Out(Vec<CallAction>);
+
+impl Out {
+    fn push(&mut self, a: Action) {
+        self.0.push(CallAction::Ivr(a));
+    }
+}
+
 /// Why a call ended without provisioning (other than cancel or hang-up).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailReason {
@@ -209,6 +322,10 @@ enum Step {
 enum State {
     /// Waiting for `Start`.
     Idle,
+    /// The language menu is playing or waiting for a key; `invalid` keys so far.
+    LanguageMenu {
+        invalid: u32,
+    },
     Collect {
         step: Step,
         entry: String,
@@ -240,9 +357,17 @@ pub struct Ivr {
     /// The digit timer is (believed to be) armed.
     timer_armed: bool,
     outcome: Option<Outcome>,
+    /// The languages offered, by priority (empty: single-language machine, digit read-back).
+    languages: Vec<Language>,
+    /// Index into `languages` of a language known before the call (skips the menu).
+    preset: Option<usize>,
+    /// Index into `languages` of the call's language, once chosen.
+    current: Option<usize>,
 }
 
 impl Ivr {
+    /// A single-language dialogue (no menu; extensions read digit by digit). For several
+    /// languages or a pack's own read-back, see [`Ivr::with_languages`].
     pub fn new(mut settings: IvrSettings) -> Self {
         settings.max_attempts = settings.max_attempts.max(1);
         settings.max_digits = settings.max_digits.max(1);
@@ -253,10 +378,62 @@ impl Ivr {
             playing: false,
             timer_armed: false,
             outcome: None,
+            languages: Vec::new(),
+            preset: None,
+            current: None,
         }
     }
 
+    /// A dialogue offering `languages` (see [`LanguageOptions`] and the module documentation,
+    /// "Languages"). Drive it with [`Ivr::handle_call`].
+    pub fn with_languages(
+        settings: IvrSettings,
+        options: LanguageOptions,
+    ) -> Result<Self, LanguageListError> {
+        let LanguageOptions { languages, preset } = options;
+        if languages.is_empty() {
+            return Err(LanguageListError::Empty);
+        }
+        if languages.len() > MAX_LANGUAGES {
+            return Err(LanguageListError::TooMany(languages.len()));
+        }
+        for (i, l) in languages.iter().enumerate() {
+            if l.tag.trim().is_empty() {
+                return Err(LanguageListError::EmptyTag);
+            }
+            if languages[..i]
+                .iter()
+                .any(|m| m.tag.eq_ignore_ascii_case(&l.tag))
+            {
+                return Err(LanguageListError::Duplicate(l.tag.clone()));
+            }
+        }
+        let preset = preset
+            .as_deref()
+            .and_then(|loc| match_locale(&languages, loc));
+        let mut ivr = Ivr::new(settings);
+        ivr.languages = languages;
+        ivr.preset = preset;
+        Ok(ivr)
+    }
+
+    /// The call's language tag, once chosen (by the menu, the preset, or the only language);
+    /// `None` on a single-language machine and while the menu runs.
+    pub fn language(&self) -> Option<&str> {
+        self.languages.get(self.current?).map(|l| l.tag.as_str())
+    }
+
+    /// The languages offered, by priority.
+    pub fn languages(&self) -> &[Language] {
+        &self.languages
+    }
+
     /// Feeds one event; returns the actions to carry out, in order.
+    ///
+    /// This is the single-language interface: it has no way to say which language a prompt is
+    /// in. On a machine made with [`Ivr::with_languages`] use [`Ivr::handle_call`] instead; here
+    /// its language actions are flattened ([`CallAction::into_action`]): `SetLanguage` is
+    /// dropped and the menu's `PlayMixed` becomes a plain `Play` of the same IDs.
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         self.handle_into(event, &mut out);
@@ -265,6 +442,23 @@ impl Ivr {
 
     /// Like [`Ivr::handle`], appending to a reusable buffer (not cleared first).
     pub fn handle_into(&mut self, event: Event, out: &mut Vec<Action>) {
+        out.extend(
+            self.handle_call(event)
+                .into_iter()
+                .filter_map(CallAction::into_action),
+        );
+    }
+
+    /// Feeds one event; returns the actions to carry out, in order, including the language
+    /// actions ([`CallAction::SetLanguage`], [`CallAction::PlayMixed`]). The interface for a
+    /// layer that offers more than one language.
+    pub fn handle_call(&mut self, event: Event) -> Vec<CallAction> {
+        let mut out = Out(Vec::new());
+        self.step(event, &mut out);
+        out.0
+    }
+
+    fn step(&mut self, event: Event, out: &mut Out) {
         if matches!(self.state, State::Finished) {
             return;
         }
@@ -280,12 +474,17 @@ impl Ivr {
         let state = std::mem::replace(&mut self.state, State::Finished);
         self.state = match (state, event) {
             (State::Idle, Event::Start) => {
-                self.play(out, vec![p::WELCOME, p::ENTER_ID]);
-                State::Collect {
-                    step: Step::Id,
-                    entry: String::new(),
+                if self.languages.len() > 1 && self.preset.is_none() {
+                    self.play_menu(out);
+                    State::LanguageMenu { invalid: 0 }
+                } else {
+                    if !self.languages.is_empty() {
+                        self.choose_language(out, self.preset.unwrap_or(0));
+                    }
+                    self.begin(out)
                 }
             }
+            (State::LanguageMenu { invalid }, event) => self.on_menu(out, invalid, event),
             (State::Collect { step, entry }, event) => self.on_collect(out, step, entry, event),
             (State::LookupPending, Event::UserLookup(found)) => self.on_lookup(out, found),
             (State::AuthPending { user }, Event::AuthResult(result)) => {
@@ -315,6 +514,7 @@ impl Ivr {
     pub fn state_name(&self) -> &'static str {
         match &self.state {
             State::Idle => "idle",
+            State::LanguageMenu { .. } => "language_menu",
             State::Collect { step: Step::Id, .. } => "collect_id",
             State::Collect {
                 step: Step::Secret { .. },
@@ -356,24 +556,24 @@ impl Ivr {
 
     // ---- media and timer helpers: they keep `playing` / `timer_armed` in step with the actions.
 
-    fn play(&mut self, out: &mut Vec<Action>, queue: Vec<&'static str>) {
+    fn play(&mut self, out: &mut Out, queue: Vec<&'static str>) {
         self.playing = true;
         out.push(Action::Play(queue));
     }
 
-    fn stop_playback(&mut self, out: &mut Vec<Action>) {
+    fn stop_playback(&mut self, out: &mut Out) {
         if self.playing {
             self.playing = false;
             out.push(Action::StopPlayback);
         }
     }
 
-    fn start_timer(&mut self, out: &mut Vec<Action>, d: Duration) {
+    fn start_timer(&mut self, out: &mut Out, d: Duration) {
         self.timer_armed = true;
         out.push(Action::StartTimer(d));
     }
 
-    fn cancel_timer(&mut self, out: &mut Vec<Action>) {
+    fn cancel_timer(&mut self, out: &mut Out) {
         if self.timer_armed {
             self.timer_armed = false;
             out.push(Action::CancelTimer);
@@ -382,13 +582,7 @@ impl Ivr {
 
     // ---- per-state handlers: each returns the next state.
 
-    fn on_collect(
-        &mut self,
-        out: &mut Vec<Action>,
-        step: Step,
-        mut entry: String,
-        event: Event,
-    ) -> State {
+    fn on_collect(&mut self, out: &mut Out, step: Step, mut entry: String, event: Event) -> State {
         match event {
             Event::PlaybackFinished if self.playing => {
                 self.playing = false;
@@ -443,8 +637,86 @@ impl Ivr {
         }
     }
 
+    /// How the call's language reads extensions back (digits until a language is chosen).
+    fn readback(&self) -> Readback {
+        self.current
+            .and_then(|i| self.languages.get(i))
+            .map(|l| l.readback)
+            .unwrap_or_default()
+    }
+
+    /// The welcome and the ID prompt: the provisioning dialogue proper begins.
+    fn begin(&mut self, out: &mut Out) -> State {
+        self.play(out, vec![p::WELCOME, p::ENTER_ID]);
+        State::Collect {
+            step: Step::Id,
+            entry: String::new(),
+        }
+    }
+
+    fn choose_language(&mut self, out: &mut Out, index: usize) {
+        let Some(lang) = self.languages.get(index) else {
+            return;
+        };
+        self.current = Some(index);
+        out.0.push(CallAction::SetLanguage(lang.tag.clone()));
+    }
+
+    /// "For <language>, press <n>", each option in its own language.
+    fn play_menu(&mut self, out: &mut Out) {
+        let queue = self
+            .languages
+            .iter()
+            .zip(p::DIGITS.iter().skip(1))
+            .flat_map(|(l, &digit)| [(l.tag.clone(), p::LANG_SELECT), (l.tag.clone(), digit)])
+            .collect();
+        self.playing = true;
+        out.0.push(CallAction::PlayMixed(queue));
+    }
+
+    fn on_menu(&mut self, out: &mut Out, invalid: u32, event: Event) -> State {
+        match event {
+            Event::PlaybackFinished if self.playing => {
+                self.playing = false;
+                self.start_timer(out, self.settings.first_digit_timeout);
+                State::LanguageMenu { invalid }
+            }
+            Event::Digit(c @ '0'..='9' | c @ '*' | c @ '#') => {
+                self.stop_playback(out);
+                self.cancel_timer(out);
+                let choice = c
+                    .to_digit(10)
+                    .and_then(|d| usize::try_from(d).ok())
+                    .filter(|&d| (1..=self.languages.len()).contains(&d));
+                if let Some(d) = choice {
+                    self.choose_language(out, d - 1);
+                    return self.begin(out);
+                }
+                // Not a menu key: hear the menu again. The caller is pressing keys, so this is
+                // not an endless loop by itself, but it is bounded anyway: after max_attempts
+                // wrong keys the first language is taken, as on a timeout. Menu keys are not
+                // failed provisioning attempts.
+                let invalid = invalid.saturating_add(1);
+                if invalid >= self.settings.max_attempts {
+                    self.choose_language(out, 0);
+                    return self.begin(out);
+                }
+                self.play_menu(out);
+                State::LanguageMenu { invalid }
+            }
+            Event::Timeout if self.timer_armed => {
+                // No choice: the highest-priority language.
+                self.timer_armed = false;
+                self.choose_language(out, 0);
+                self.begin(out)
+            }
+            // A-D, stray events.
+            _ => State::LanguageMenu { invalid },
+        }
+    }
+
     /// The entry is complete (`#` or inter-digit timeout): ask the layer to check it.
-    fn submit(&mut self, out: &mut Vec<Action>, step: Step, entry: String) -> State {
+    fn submit(&mut self, out: &mut Out, step: Step, entry: String) -> State {
         self.cancel_timer(out);
         match step {
             Step::Id => {
@@ -463,7 +735,7 @@ impl Ivr {
 
     /// Counts a failed attempt of `step` (cause: the prompt saying what went wrong), then either
     /// re-prompts the same step or, at the limit, says goodbye.
-    fn fail_attempt(&mut self, out: &mut Vec<Action>, step: Step, cause: &'static str) -> State {
+    fn fail_attempt(&mut self, out: &mut Out, step: Step, cause: &'static str) -> State {
         self.cancel_timer(out);
         if let Some(end) = self.count_attempt(out, Some(cause)) {
             return end;
@@ -481,11 +753,7 @@ impl Ivr {
 
     /// Counts one failed attempt; at the limit plays `cause` (if any), too_many_attempts,
     /// goodbye and returns the closing state.
-    fn count_attempt(
-        &mut self,
-        out: &mut Vec<Action>,
-        cause: Option<&'static str>,
-    ) -> Option<State> {
+    fn count_attempt(&mut self, out: &mut Out, cause: Option<&'static str>) -> Option<State> {
         self.attempts = self.attempts.saturating_add(1);
         if self.attempts >= self.settings.max_attempts {
             let mut queue: Vec<&'static str> = cause.into_iter().collect();
@@ -503,7 +771,7 @@ impl Ivr {
         }
     }
 
-    fn on_lookup(&mut self, out: &mut Vec<Action>, found: Option<UserInfo>) -> State {
+    fn on_lookup(&mut self, out: &mut Out, found: Option<UserInfo>) -> State {
         let Some(user) = found else {
             return self.fail_attempt(out, Step::Id, p::INVALID_ID);
         };
@@ -527,7 +795,7 @@ impl Ivr {
         }
     }
 
-    fn on_auth(&mut self, out: &mut Vec<Action>, user: UserInfo, result: AuthOutcome) -> State {
+    fn on_auth(&mut self, out: &mut Out, user: UserInfo, result: AuthOutcome) -> State {
         let method = match (result, self.settings.auth_mode) {
             (AuthOutcome::User, AuthMode::SecureUsers | AuthMode::SecureUsersAndAdmins) => {
                 Some(AuthMethod::Pin)
@@ -544,9 +812,9 @@ impl Ivr {
     }
 
     /// Reads the extension back and asks for 1 (confirm) or 2 (cancel).
-    fn enter_confirm(&mut self, out: &mut Vec<Action>, user: UserInfo, auth: AuthMethod) -> State {
+    fn enter_confirm(&mut self, out: &mut Out, user: UserInfo, auth: AuthMethod) -> State {
         let mut queue = vec![p::CONFIRM_EXTENSION];
-        queue.extend(p::read_digits(&user.extension));
+        queue.extend(self.readback().sequence(&user.extension));
         if queue.len() == 1 {
             return self.close(
                 out,
@@ -561,7 +829,7 @@ impl Ivr {
 
     fn on_confirm(
         &mut self,
-        out: &mut Vec<Action>,
+        out: &mut Out,
         user: UserInfo,
         auth: AuthMethod,
         event: Event,
@@ -598,7 +866,7 @@ impl Ivr {
         }
     }
 
-    fn confirm_retry(&mut self, out: &mut Vec<Action>, user: UserInfo, auth: AuthMethod) -> State {
+    fn confirm_retry(&mut self, out: &mut Out, user: UserInfo, auth: AuthMethod) -> State {
         self.cancel_timer(out);
         // At the limit just "too many attempts, goodbye": replaying "press 1 or 2" would mislead.
         if let Some(end) = self.count_attempt(out, None) {
@@ -610,14 +878,14 @@ impl Ivr {
 
     fn on_provisioned(
         &mut self,
-        out: &mut Vec<Action>,
+        out: &mut Out,
         user: UserInfo,
         result: Result<(), ProvisionError>,
     ) -> State {
         match result {
             Ok(()) => {
                 let mut queue = vec![p::SUCCESS];
-                queue.extend(p::read_digits(&user.extension));
+                queue.extend(self.readback().sequence(&user.extension));
                 queue.push(p::SUCCESS_RESTART);
                 self.close(
                     out,
@@ -646,12 +914,7 @@ impl Ivr {
     }
 
     /// Decides the outcome and plays the closing prompts; `HangUp` follows when they have played.
-    fn close(
-        &mut self,
-        out: &mut Vec<Action>,
-        queue: Vec<&'static str>,
-        outcome: Outcome,
-    ) -> State {
+    fn close(&mut self, out: &mut Out, queue: Vec<&'static str>, outcome: Outcome) -> State {
         self.cancel_timer(out);
         self.outcome = Some(outcome);
         self.play(out, queue);
@@ -731,7 +994,11 @@ impl fmt::Debug for Ivr {
             | State::ProvisionPending { user } => {
                 d.field("user_id", &user.user_id);
             }
-            State::Idle | State::LookupPending | State::Closing | State::Finished => {}
+            State::Idle
+            | State::LanguageMenu { .. }
+            | State::LookupPending
+            | State::Closing
+            | State::Finished => {}
         }
         d.field("attempts", &self.attempts)
             .field("playing", &self.playing)

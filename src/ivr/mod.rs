@@ -11,8 +11,9 @@ pub mod machine;
 pub mod prompts;
 
 pub use machine::{
-    Action, AuthMethod, AuthOutcome, Event, FailReason, Ivr, IvrSettings, Outcome, ProvisionError,
-    UserInfo, DEFAULT_MAX_DIGITS,
+    Action, AuthMethod, AuthOutcome, CallAction, Event, FailReason, Ivr, IvrSettings, Language,
+    LanguageListError, LanguageOptions, Outcome, ProvisionError, UserInfo, DEFAULT_MAX_DIGITS,
+    MAX_LANGUAGES,
 };
 
 #[cfg(test)]

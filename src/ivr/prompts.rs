@@ -23,6 +23,9 @@ pub const PROVISIONING_FAILED: &str = "provisioning_failed";
 pub const ALREADY_BOUND: &str = "already_bound";
 pub const DEVICE_LIMIT: &str = "device_limit";
 pub const GOODBYE: &str = "goodbye";
+/// The language menu's option: "For English, press" in each pack's own language, followed in
+/// the menu by that language's digit prompt for the key (`digit_1` .. `digit_9`).
+pub const LANG_SELECT: &str = "lang_select";
 
 /// `digit_0` .. `digit_9`, indexed by the digit's value.
 pub const DIGITS: [&str; 10] = [
@@ -52,6 +55,7 @@ pub const ALL: &[&str] = &[
     ALREADY_BOUND,
     DEVICE_LIMIT,
     GOODBYE,
+    LANG_SELECT,
     DIGITS[0],
     DIGITS[1],
     DIGITS[2],

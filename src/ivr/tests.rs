@@ -1317,3 +1317,309 @@ fn random_event_sequences_keep_the_safety_invariants() {
     );
     assert!(runs_finished >= 1000, "only {runs_finished} runs finished");
 }
+
+// ---------------------------------------------------------------------------- languages
+
+use crate::langpack::Readback;
+
+fn langs(tags: &[&str]) -> LanguageOptions {
+    LanguageOptions {
+        languages: tags
+            .iter()
+            .map(|t| Language::new(*t, Readback::Digits))
+            .collect(),
+        preset: None,
+    }
+}
+
+fn ivr_with(mode: AuthMode, options: LanguageOptions) -> Ivr {
+    Ivr::with_languages(settings(mode), options).expect("valid language list")
+}
+
+fn c(a: Action) -> CallAction {
+    CallAction::Ivr(a)
+}
+
+/// The menu queue for `tags`: each option's prompt and key digit in its own language.
+fn menu(tags: &[&str]) -> CallAction {
+    CallAction::PlayMixed(
+        tags.iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                [
+                    (t.to_string(), p::LANG_SELECT),
+                    (t.to_string(), p::DIGITS[i + 1]),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn set(tag: &str) -> CallAction {
+    CallAction::SetLanguage(tag.into())
+}
+
+fn welcome() -> CallAction {
+    c(play(&[p::WELCOME, p::ENTER_ID]))
+}
+
+const THREE: [&str; 3] = ["en-US", "fr-FR", "de-DE"];
+
+#[test]
+fn menu_offers_each_language_in_its_own_language_then_uses_the_choice() {
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&THREE));
+    assert_eq!(ivr.handle_call(Event::Start), vec![menu(&THREE)]);
+    assert_eq!(ivr.state_name(), "language_menu");
+    assert_eq!(ivr.language(), None);
+    assert_eq!(
+        ivr.handle_call(Event::PlaybackFinished),
+        vec![c(start_first())]
+    );
+    // Key 2 after the menu has played: French, then the dialogue starts (in French).
+    assert_eq!(
+        ivr.handle_call(Event::Digit('2')),
+        vec![c(Action::CancelTimer), set("fr-FR"), welcome()]
+    );
+    assert_eq!(ivr.language(), Some("fr-FR"));
+    assert_eq!(ivr.state_name(), "collect_id");
+    // From here on it is the ordinary dialogue, without further language actions.
+    assert_eq!(
+        ivr.handle_call(Event::PlaybackFinished),
+        vec![c(start_first())]
+    );
+    assert_eq!(ivr.handle_call(Event::Digit('4')), vec![c(start_inter())]);
+    assert_eq!(
+        ivr.handle_call(Event::Digit('#')),
+        vec![
+            c(Action::CancelTimer),
+            c(Action::LookupUser { digits: "4".into() })
+        ]
+    );
+    assert_eq!(ivr.attempts(), 0);
+}
+
+#[test]
+fn menu_key_barges_in() {
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&THREE));
+    ivr.handle_call(Event::Start);
+    assert_eq!(
+        ivr.handle_call(Event::Digit('3')),
+        vec![c(Action::StopPlayback), set("de-DE"), welcome()]
+    );
+    // The interrupted menu reports nothing; the welcome's end starts the ID timer.
+    assert_eq!(
+        ivr.handle_call(Event::PlaybackFinished),
+        vec![c(start_first())]
+    );
+}
+
+#[test]
+fn invalid_menu_key_replays_the_menu_and_is_bounded() {
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&THREE));
+    ivr.handle_call(Event::Start);
+    // 4 is not offered (3 languages); A-D are ignored altogether.
+    assert!(ivr.handle_call(Event::Digit('A')).is_empty());
+    assert_eq!(
+        ivr.handle_call(Event::Digit('4')),
+        vec![c(Action::StopPlayback), menu(&THREE)]
+    );
+    ivr.handle_call(Event::PlaybackFinished);
+    assert_eq!(
+        ivr.handle_call(Event::Digit('0')),
+        vec![c(Action::CancelTimer), menu(&THREE)]
+    );
+    assert_eq!(ivr.state_name(), "language_menu");
+    // The third wrong key (max_attempts = 3) takes the first language instead of looping.
+    assert_eq!(
+        ivr.handle_call(Event::Digit('#')),
+        vec![c(Action::StopPlayback), set("en-US"), welcome()]
+    );
+    // Menu keys are not failed provisioning attempts.
+    assert_eq!(ivr.attempts(), 0);
+    for key in ['*', '9'] {
+        let mut ivr = ivr_with(AuthMode::NonSecure, langs(&THREE));
+        ivr.handle_call(Event::Start);
+        assert_eq!(
+            ivr.handle_call(Event::Digit(key)),
+            vec![c(Action::StopPlayback), menu(&THREE)],
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn menu_timeout_takes_the_first_language() {
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&THREE));
+    ivr.handle_call(Event::Start);
+    // A timeout before the timer was armed (the menu still playing) is stale: ignored.
+    assert!(ivr.handle_call(Event::Timeout).is_empty());
+    ivr.handle_call(Event::PlaybackFinished);
+    assert_eq!(
+        ivr.handle_call(Event::Timeout),
+        vec![set("en-US"), welcome()]
+    );
+    assert_eq!(ivr.language(), Some("en-US"));
+    assert_eq!(ivr.attempts(), 0);
+}
+
+#[test]
+fn preset_language_skips_the_menu() {
+    for (preset, expected) in [
+        ("fr-FR", "fr-FR"),
+        ("FR_fr", "fr-FR"),
+        ("de", "de-DE"),
+        ("de-AT", "de-DE"),
+    ] {
+        let mut options = langs(&THREE);
+        options.preset = Some(preset.into());
+        let mut ivr = ivr_with(AuthMode::NonSecure, options);
+        assert_eq!(
+            ivr.handle_call(Event::Start),
+            vec![set(expected), welcome()],
+            "{preset}"
+        );
+        assert_eq!(ivr.language(), Some(expected));
+    }
+    // An exact match wins over an earlier same-language pack.
+    let mut options = langs(&["fr-CA", "fr-FR"]);
+    options.preset = Some("fr-FR".into());
+    let mut ivr = ivr_with(AuthMode::NonSecure, options);
+    assert_eq!(ivr.handle_call(Event::Start), vec![set("fr-FR"), welcome()]);
+    // A locale that is not offered does not skip the menu.
+    for preset in ["it-IT", "", "  "] {
+        let mut options = langs(&THREE);
+        options.preset = Some(preset.into());
+        let mut ivr = ivr_with(AuthMode::NonSecure, options);
+        assert_eq!(
+            ivr.handle_call(Event::Start),
+            vec![menu(&THREE)],
+            "{preset:?}"
+        );
+    }
+}
+
+#[test]
+fn one_language_has_no_menu() {
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&["es-ES"]));
+    assert_eq!(ivr.handle_call(Event::Start), vec![set("es-ES"), welcome()]);
+    // The single-language interface sees just the dialogue.
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&["es-ES"]));
+    assert_eq!(
+        ivr.handle(Event::Start),
+        vec![play(&[p::WELCOME, p::ENTER_ID])]
+    );
+    // And a plain Ivr::new never emits language actions.
+    let mut ivr = Ivr::new(settings(AuthMode::NonSecure));
+    assert_eq!(ivr.handle_call(Event::Start), vec![welcome()]);
+    assert_eq!(ivr.language(), None);
+}
+
+#[test]
+fn single_language_interface_flattens_the_menu() {
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&["en-US", "fr-FR"]));
+    assert_eq!(
+        ivr.handle(Event::Start),
+        vec![play(&[
+            p::LANG_SELECT,
+            p::DIGITS[1],
+            p::LANG_SELECT,
+            p::DIGITS[2]
+        ])]
+    );
+    assert_eq!(
+        ivr.handle(Event::Digit('2')),
+        vec![Action::StopPlayback, play(&[p::WELCOME, p::ENTER_ID])]
+    );
+    assert_eq!(ivr.language(), Some("fr-FR"));
+}
+
+#[test]
+fn nine_languages_at_most_no_duplicates() {
+    let nine: Vec<String> = (0..9).map(|i| format!("l{i}")).collect();
+    let tags: Vec<&str> = nine.iter().map(String::as_str).collect();
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&tags));
+    assert_eq!(ivr.handle_call(Event::Start), vec![menu(&tags)]);
+    assert_eq!(
+        ivr.handle_call(Event::Digit('9')),
+        vec![c(Action::StopPlayback), set("l8"), welcome()]
+    );
+    let mut ten = tags.clone();
+    ten.push("l9");
+    let err = |o| Ivr::with_languages(settings(AuthMode::NonSecure), o).unwrap_err();
+    assert_eq!(err(langs(&ten)), LanguageListError::TooMany(10));
+    assert_eq!(err(langs(&[])), LanguageListError::Empty);
+    assert_eq!(
+        err(langs(&["en-US", "EN-us"])),
+        LanguageListError::Duplicate("EN-us".into())
+    );
+    assert_eq!(err(langs(&["en-US", " "])), LanguageListError::EmptyTag);
+}
+
+#[test]
+fn hang_up_during_the_menu() {
+    let mut ivr = ivr_with(AuthMode::NonSecure, langs(&THREE));
+    ivr.handle_call(Event::Start);
+    assert!(ivr.handle_call(Event::HangUp).is_empty());
+    assert!(ivr.is_finished());
+    assert_eq!(ivr.outcome(), Some(Outcome::HungUp));
+    assert!(ivr.handle_call(Event::Digit('1')).is_empty());
+}
+
+#[test]
+fn extension_is_read_back_in_the_chosen_packs_style() {
+    let options = LanguageOptions {
+        languages: vec![
+            Language::new("en-US", Readback::Digits),
+            Language::new("fr-FR", Readback::Pairs),
+        ],
+        preset: None,
+    };
+    for (key, confirm, success) in [
+        (
+            '1',
+            vec!["digit_1", "digit_0", "digit_4", "digit_2"],
+            vec!["digit_1", "digit_0", "digit_4", "digit_2"],
+        ),
+        (
+            '2',
+            vec!["number_10", "number_42"],
+            vec!["number_10", "number_42"],
+        ),
+    ] {
+        let mut ivr = ivr_with(AuthMode::NonSecure, options.clone());
+        ivr.handle_call(Event::Start);
+        ivr.handle_call(Event::Digit(key));
+        ivr.handle_call(Event::PlaybackFinished);
+        ivr.handle_call(Event::Digit('4'));
+        ivr.handle_call(Event::Digit('#'));
+        let mut queue = vec![p::CONFIRM_EXTENSION];
+        queue.extend(confirm);
+        queue.push(p::CONFIRM_CHOICE);
+        assert_eq!(
+            ivr.handle_call(Event::UserLookup(Some(alice()))),
+            vec![c(play(&queue))],
+            "{key}"
+        );
+        ivr.handle_call(Event::PlaybackFinished);
+        ivr.handle_call(Event::Digit('1'));
+        let mut queue = vec![p::SUCCESS];
+        queue.extend(success);
+        queue.push(p::SUCCESS_RESTART);
+        assert_eq!(
+            ivr.handle_call(Event::ProvisionResult(Ok(()))),
+            vec![c(play(&queue))],
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn call_action_debug_keeps_secrets_redacted() {
+    let a = CallAction::Ivr(Action::Authenticate {
+        user_id: "alice".into(),
+        digits: "7391".into(),
+    });
+    let s = format!("{a:?}");
+    assert!(!s.contains("7391") && s.contains("redacted"), "{s}");
+    assert_eq!(format!("{:?}", set("fr-FR")), "SetLanguage(\"fr-FR\")");
+}
