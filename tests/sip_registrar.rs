@@ -31,6 +31,7 @@ fn reg_cfg() -> RegistrarConfig {
         max_expires_secs: 3600,
         default_expires_secs: 1800,
         nonce_lifetime_secs: 300,
+        ..RegistrarConfig::default()
     }
 }
 

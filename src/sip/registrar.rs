@@ -266,8 +266,12 @@ impl Registrar {
         cfg: RegistrarConfig,
         limits: RegistrarLimits,
     ) -> Result<(), digest::ConfigError> {
-        if cfg.realm != self.cfg.realm || cfg.nonce_lifetime_secs != self.cfg.nonce_lifetime_secs {
-            self.verifier = Verifier::with_random_secret(digest_config(&cfg))?;
+        let (new, old) = (digest_config(&cfg), digest_config(&self.cfg));
+        if new.realm != old.realm
+            || new.nonce_lifetime != old.nonce_lifetime
+            || new.algorithms != old.algorithms
+        {
+            self.verifier = Verifier::with_random_secret(new)?;
         }
         self.cfg = cfg;
         self.limits = limits;
