@@ -1,7 +1,8 @@
 //! `selfprov langpack ...`: the language-pack author's tools: `check` (is the pack fit to ship),
 //! `build --tts espeak-ng` (synthesise it from `texts.toml`), `list` (installed packs) and
-//! `info` (one pack in detail). The logic lives in [`crate::langpack::check`] and
-//! [`crate::langpack::build`]; this only parses arguments and prints.
+//! `info` (one pack in detail), `render` and `play` (hear a prompt sequence exactly as the IVR
+//! sends it). The logic lives in [`crate::langpack::check`], [`crate::langpack::build`] and
+//! [`render_wire`]; this mostly parses arguments and prints.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +11,12 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::ConfigArg;
 use crate::config::Config;
+use crate::ivr::prompts as ivr_prompts;
 use crate::langpack::build::{self, BuildOptions, Tts};
 use crate::langpack::check::{self, Limits, PackReport, Severity};
-use crate::langpack::Catalogue;
+use crate::langpack::{Catalogue, PromptSet};
+use crate::media::g711::Codec;
+use crate::server::playout::Playout;
 
 /// Where the catalogue comes from: `--catalogue`, else the configuration's
 /// `langpacks.catalogue` (the shipped `prompts/catalogue.toml` by default).
@@ -65,6 +69,22 @@ pub enum LangpackCommand {
         #[command(flatten)]
         catalogue: CatalogueArg,
     },
+    /// Write a prompt sequence to a WAV file exactly as the IVR sends it: loaded like the IVR
+    /// loads it (resampled, loudness-normalised, G.711-encoded), packetised, decoded back to
+    /// 8 kHz 16-bit mono.
+    Render {
+        #[command(flatten)]
+        what: RenderArgs,
+        /// The WAV file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Play a prompt sequence as the IVR sends it (what `render` writes), through `aplay`
+    /// (alsa-utils) or `play` (sox).
+    Play {
+        #[command(flatten)]
+        what: RenderArgs,
+    },
     /// Show a pack: manifest, completeness, and each prompt's duration and level.
     Info {
         /// The pack folder.
@@ -75,6 +95,43 @@ pub enum LangpackCommand {
         #[command(flatten)]
         catalogue: CatalogueArg,
     },
+}
+
+/// What `render` and `play` send: a prompt sequence of one pack.
+#[derive(Args, Debug, Clone)]
+pub struct RenderArgs {
+    /// The pack folder, e.g. lang-packs/fr-FR.
+    pub dir: PathBuf,
+    /// Prompt IDs to play in order, e.g. `welcome enter_id`.
+    pub prompts: Vec<String>,
+    /// Append the pack's read-back of this extension (digits or pairs, as its pack.toml says).
+    /// Without prompt IDs: the IVR's whole confirmation, confirm_extension + read-back +
+    /// confirm_choice.
+    #[arg(long)]
+    pub extension: Option<String>,
+    /// The G.711 law the IVR would send.
+    #[arg(long, value_enum, default_value = "pcmu")]
+    pub codec: CodecArg,
+    /// Packet time in ms (the last packet is padded with codec silence, as on the wire).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(10..=60))]
+    pub ptime: u32,
+    #[command(flatten)]
+    pub catalogue: CatalogueArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum CodecArg {
+    Pcmu,
+    Pcma,
+}
+
+impl From<CodecArg> for Codec {
+    fn from(c: CodecArg) -> Codec {
+        match c {
+            CodecArg::Pcmu => Codec::Pcmu,
+            CodecArg::Pcma => Codec::Pcma,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -163,6 +220,29 @@ pub fn run(cmd: LangpackCommand) -> anyhow::Result<()> {
             let catalogue = load_catalogue(&catalogue)?;
             list(&packs_dir, &catalogue, json)
         }
+        LangpackCommand::Render { what, out } => {
+            let (ids, pcm) = render(&what)?;
+            let wav = wav_bytes(&pcm)?;
+            std::fs::write(&out, wav).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{}: {} ({:.2} s, {} via {} ms packets)",
+                out.display(),
+                ids.join(" "),
+                pcm.len() as f64 / 8000.0,
+                Codec::from(what.codec).name(),
+                what.ptime
+            );
+            Ok(())
+        }
+        LangpackCommand::Play { what } => {
+            let (ids, pcm) = render(&what)?;
+            eprintln!(
+                "playing {} ({:.2} s)",
+                ids.join(" "),
+                pcm.len() as f64 / 8000.0
+            );
+            play_wav(&wav_bytes(&pcm)?)
+        }
         LangpackCommand::Info {
             dir,
             json,
@@ -191,6 +271,146 @@ pub fn run(cmd: LangpackCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The prompt IDs `args` asks for, with the pack's read-back of `--extension`.
+fn render_ids(set: &PromptSet, args: &RenderArgs) -> anyhow::Result<Vec<String>> {
+    let mut ids = args.prompts.clone();
+    if let Some(ext) = &args.extension {
+        let readback = set.readback_sequence(ext);
+        if readback.is_empty() {
+            bail!("--extension {ext:?} has no digit to read back");
+        }
+        let whole = ids.is_empty();
+        if whole {
+            ids.push(ivr_prompts::CONFIRM_EXTENSION.to_string());
+        }
+        ids.extend(readback.iter().map(|s| s.to_string()));
+        if whole {
+            ids.push(ivr_prompts::CONFIRM_CHOICE.to_string());
+        }
+    }
+    if ids.is_empty() {
+        bail!("nothing to render: give prompt IDs (e.g. welcome) and/or --extension");
+    }
+    Ok(ids)
+}
+
+/// What the IVR sends for the prompt queue `ids` of `set`, decoded back to 8 kHz PCM: the
+/// prompts' G.711 encoding (made once at load) cut into `ptime` packets by the call's own
+/// [`Playout`], the last packet padded with codec silence, then decoded. Fails naming a prompt
+/// the set does not have.
+pub fn render_wire(
+    set: &PromptSet,
+    ids: &[impl AsRef<str>],
+    codec: Codec,
+    ptime_ms: u32,
+) -> anyhow::Result<Vec<i16>> {
+    let mut prompts = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = id.as_ref();
+        prompts.push(set.get(id).with_context(|| {
+            format!(
+                "pack {} has no prompt {id:?} (see `selfprov langpack check {}`)",
+                set.language,
+                set.dir().display()
+            )
+        })?);
+    }
+    let total: usize = prompts.iter().map(|p| p.pcm.len()).sum();
+    let mut playout = Playout::new(codec, ptime_ms);
+    playout.play(prompts);
+    let mut payload = Vec::new();
+    let mut wire = Vec::with_capacity(total + playout.samples_per_packet());
+    // Bounded: one packet more than the queue holds is always enough to finish it.
+    for _ in 0..=total / playout.samples_per_packet().max(1) + 1 {
+        let frame = playout.next_payload(&mut payload);
+        wire.extend_from_slice(frame.payload);
+        if frame.queue_finished {
+            break;
+        }
+    }
+    let mut pcm = Vec::with_capacity(wire.len());
+    codec.decode(&wire, &mut pcm);
+    Ok(pcm)
+}
+
+/// Loads the pack as the IVR does (an incomplete pack is fine: only the prompts asked for must
+/// be there) and renders the sequence.
+fn render(args: &RenderArgs) -> anyhow::Result<(Vec<String>, Vec<i16>)> {
+    let catalogue = load_catalogue(&args.catalogue)?;
+    if !args.dir.is_dir() {
+        bail!(
+            "{} is not a folder; give the pack folder, e.g. lang-packs/fr-FR",
+            args.dir.display()
+        );
+    }
+    let (set, _missing) = PromptSet::load_incomplete(&args.dir, &catalogue)
+        .with_context(|| format!("loading {}", args.dir.display()))?;
+    let ids = render_ids(&set, args)?;
+    let pcm = render_wire(&set, &ids, args.codec.into(), args.ptime)?;
+    Ok((ids, pcm))
+}
+
+fn wav_bytes(pcm: &[i16]) -> anyhow::Result<Vec<u8>> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut cursor, spec)?;
+    for &s in pcm {
+        w.write_sample(s)?;
+    }
+    w.finalize()?;
+    Ok(cursor.into_inner())
+}
+
+/// The first of `names` found as an executable file on `PATH`.
+fn find_on_path(names: &[&str]) -> Option<(String, PathBuf)> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some((name.to_string(), candidate));
+            }
+        }
+    }
+    None
+}
+
+/// Pipes a WAV to `aplay` or sox's `play` on stdin.
+fn play_wav(wav: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some((name, path)) = find_on_path(&["aplay", "play"]) else {
+        bail!(
+            "no audio player found: install alsa-utils (aplay) or sox (play), e.g. \
+             `apt-get install alsa-utils`, or use `selfprov langpack render ... --out file.wav`"
+        );
+    };
+    let mut cmd = Command::new(&path);
+    match name.as_str() {
+        "aplay" => cmd.args(["-q", "-"]),
+        _ => cmd.args(["-q", "-t", "wav", "-"]),
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", path.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(wav)
+            .with_context(|| format!("sending the audio to {name}"))?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
 }
 
 fn verdict(report: &PackReport) -> anyhow::Result<()> {

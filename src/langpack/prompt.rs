@@ -194,7 +194,7 @@ impl PromptSet {
     /// [`PromptSets::load`] loads several packs and lets a prompt missing from one come from
     /// another.
     pub fn load(dir: &Path, catalogue: &Catalogue) -> Result<PromptSet, LangpackError> {
-        let (set, missing) = PromptSet::load_partial(dir, catalogue)?;
+        let (set, missing) = PromptSet::load_incomplete(dir, catalogue)?;
         match missing.into_iter().next() {
             None => Ok(set),
             Some(id) => Err(LangpackError::PromptMissing {
@@ -206,10 +206,11 @@ impl PromptSet {
     }
 
     /// Loads what the pack in `dir` has, returning the catalogue IDs it lacks (in catalogue
-    /// order) instead of failing on them. Everything else fails as in [`PromptSet::load`]: a
+    /// order) instead of failing on them (for tools such as `langpack render`, which work on a
+    /// pack still being made). Everything else fails as in [`PromptSet::load`]: a
     /// missing read-back prompt (`number_NN` of a pairs pack) is an error, because reading an
     /// extension with numbers of another language would make no sense.
-    fn load_partial(
+    pub fn load_incomplete(
         dir: &Path,
         catalogue: &Catalogue,
     ) -> Result<(PromptSet, Vec<String>), LangpackError> {
@@ -434,7 +435,7 @@ impl PromptSets {
                     tag: tag.to_string(),
                 });
             }
-            let (set, missing) = PromptSet::load_partial(&packs_dir.join(tag), catalogue)?;
+            let (set, missing) = PromptSet::load_incomplete(&packs_dir.join(tag), catalogue)?;
             check_tag_matches(packs_dir, tag, &set)?;
             loaded.push((set, missing));
         }
