@@ -89,6 +89,10 @@ pub struct RegistrarConfig {
     pub default_expires_secs: u32,
     /// Lifetime of a digest nonce; an older one is answered with `stale=true`.
     pub nonce_lifetime_secs: u64,
+    /// Digest algorithms offered, one challenge each, in this order (RFC 8760: a client answers
+    /// the first it supports). `SHA-256`, `MD5`, `SHA-512-256`. Clients that read only the first
+    /// challenge and know only MD5 (SIPp 3.6, some old phone firmware) need `MD5` first.
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for RegistrarConfig {
@@ -101,6 +105,7 @@ impl Default for RegistrarConfig {
             max_expires_secs: 3600,
             default_expires_secs: 3600,
             nonce_lifetime_secs: 300,
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }
 }
@@ -433,6 +438,19 @@ impl Config {
             return invalid(
                 "registrar.realm",
                 "must be non-empty, without quotes or backslashes".into(),
+            );
+        }
+        if r.digest_algorithms.is_empty()
+            || r.digest_algorithms
+                .iter()
+                .any(|a| crate::sip::digest::Algorithm::from_name(a).is_none())
+        {
+            return invalid(
+                "registrar.digest_algorithms",
+                format!(
+                    "{:?}: give one or more of \"SHA-256\", \"MD5\", \"SHA-512-256\"",
+                    r.digest_algorithms
+                ),
             );
         }
         if r.nonce_lifetime_secs == 0 {

@@ -737,7 +737,16 @@ impl Registrar {
 fn digest_config(cfg: &RegistrarConfig) -> DigestConfig {
     let mut d = DigestConfig::new(cfg.realm.clone());
     d.nonce_lifetime = Duration::from_secs(cfg.nonce_lifetime_secs.max(1));
-    d.algorithms = vec![digest::Algorithm::Sha256, digest::Algorithm::Md5];
+    // The config is validated at load; an unknown name left by a caller is skipped, and an
+    // empty result keeps DigestConfig's default (SHA-256, MD5).
+    let algorithms: Vec<_> = cfg
+        .digest_algorithms
+        .iter()
+        .filter_map(|a| digest::Algorithm::from_name(a))
+        .collect();
+    if !algorithms.is_empty() {
+        d.algorithms = algorithms;
+    }
     d
 }
 
