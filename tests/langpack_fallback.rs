@@ -247,3 +247,52 @@ fn shipped_packs_load_together_without_fallbacks() {
         assert!(set.fallbacks().is_empty());
     }
 }
+
+#[test]
+fn checker_expects_the_number_prompts_of_a_pairs_pack() {
+    use selfprov::langpack::check::{check_pack, Limits, ProblemKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = pack(
+        tmp.path(),
+        "pp",
+        &ALL,
+        400.0,
+        "extension_readback = \"pairs\"\n",
+    );
+    for n in (10..100).filter(|&n| n != 42) {
+        write_burst(&dir.join(format!("number_{n}.wav")), 700.0);
+    }
+    let report = check_pack(&dir, &catalogue(), &Limits::default()).unwrap();
+    let missing: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Missing)
+        .map(|p| p.file.as_str())
+        .collect();
+    assert_eq!(missing, ["number_42.wav"]);
+    assert!(!report.ok);
+    // The other number prompts are expected files, not unknown ones.
+    assert!(!report
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::Unknown));
+    write_burst(&dir.join("number_42.wav"), 700.0);
+    let report = check_pack(&dir, &catalogue(), &Limits::default()).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.complete, 3 + 90);
+    // The same recordings in a digits pack are unknown files (warnings).
+    std::fs::write(
+        dir.join("pack.toml"),
+        "tag = \"pp\"\nname = \"pp\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    let report = check_pack(&dir, &catalogue(), &Limits::default()).unwrap();
+    assert_eq!(
+        report
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::Unknown)
+            .count(),
+        90
+    );
+}

@@ -42,7 +42,7 @@ pub enum LangpackCommand {
         #[command(flatten)]
         catalogue: CatalogueArg,
     },
-    /// Render every prompt of DIR/texts.toml with a TTS engine into DIR/<id>.wav, then check.
+    /// Render every prompt of DIR/texts.toml with a TTS engine into DIR/ID.wav, then check.
     Build {
         /// The TTS engine.
         #[arg(long, value_enum)]

@@ -24,6 +24,29 @@
 //! * After the closing prompts (success, cancelled, goodbye, ...) the machine waits for
 //!   `PlaybackFinished`, then emits `Action::HangUp` and is finished.
 //!
+//! # Languages
+//!
+//! [`Ivr::new`] makes a single-language machine: no menu, extensions read digit by digit, and
+//! [`Ivr::handle`] gives plain [`Action`]s. [`Ivr::with_languages`] takes the offered languages
+//! ([`LanguageOptions`]: tags by priority, 1 to [`MAX_LANGUAGES`], each with its pack's
+//! [`Readback`]; and an optional preset locale) and is driven with [`Ivr::handle_call`], whose
+//! [`CallAction`]s add two things for the layer:
+//!
+//! * `CallAction::PlayMixed(queue)`: the language menu, each `(tag, prompt)` from that
+//!   language's pack. For each language *i* (1-based) the queue holds `lang_select` ("For
+//!   English, press") and `digit_<i>`, both in that language. Otherwise it behaves like `Play`.
+//! * `CallAction::SetLanguage(tag)`: every later `Play` of the call uses that pack. The layer
+//!   keeps the `Arc<PromptSet>` for the call from here on. It comes once, before the dialogue's
+//!   first `Play`.
+//!
+//! With more than one language and no matching preset, `Start` plays the menu. When it has
+//! played, the first-digit timer runs. A key `1`..`n` (barge-in allowed) picks that language.
+//! `0`, `*`, `#` or a key above `n` replays the menu, and after `max_attempts` such keys the first
+//! language is taken. A timeout also takes the first language. Menu keys are not failed attempts.
+//! With one language, or a preset that matches an offered language, `Start` emits `SetLanguage`
+//! and the welcome at once. The confirm and success prompts read the extension with the chosen
+//! language's [`Readback::sequence`].
+//!
 //! # Secrets
 //!
 //! The digits of the PIN / admin-code step are secrets. The `Debug` impls here never print them:
