@@ -243,8 +243,19 @@ fn shipped_packs_load_together_without_fallbacks() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(sets.tags().collect::<Vec<_>>(), tags);
     for set in sets.iter() {
-        assert_eq!(set.len(), catalogue.len(), "{}", set.language);
+        let wanted = catalogue.for_readback(set.readback());
+        assert_eq!(set.len(), wanted.len(), "{}", set.language);
+        for id in wanted.ids() {
+            assert!(set.get(id).is_some(), "{} {id}", set.language);
+        }
         assert!(set.fallbacks().is_empty());
+    }
+    // fr-FR reads extensions in pairs, the others digit by digit.
+    let fr = sets.get("fr-FR").unwrap();
+    assert_eq!(fr.readback(), Readback::Pairs);
+    assert_eq!(fr.readback_sequence("2041"), ["number_20", "number_41"]);
+    for tag in ["en-US", "de-DE", "es-ES"] {
+        assert_eq!(sets.get(tag).unwrap().readback(), Readback::Digits, "{tag}");
     }
 }
 

@@ -19,7 +19,9 @@ fn catalogue_path() -> PathBuf {
 
 fn selfprov(args: &[&str], path_env: Option<&Path>, extra_env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfprov"));
-    cmd.args(args).current_dir(root()).env_remove("SELFPROV_CONFIG");
+    cmd.args(args)
+        .current_dir(root())
+        .env_remove("SELFPROV_CONFIG");
     if let Some(p) = path_env {
         cmd.env("PATH", p);
     }
@@ -107,8 +109,8 @@ fn render_is_the_ivr_stream_of_the_shipped_pack() {
         active_dbfs(&got)
     );
 
-    // --extension alone: the IVR's whole confirmation, read back as this pack says (digits);
-    // A-law at 30 ms packets.
+    // --extension alone: the IVR's whole confirmation, read back as this pack says (fr-FR:
+    // pairs, "dix, quarante-deux"); A-law at 30 ms packets.
     let out = selfprov(
         &[
             "langpack",
@@ -131,10 +133,8 @@ fn render_is_the_ivr_stream_of_the_shipped_pack() {
     ok(&out);
     let ids = [
         "confirm_extension",
-        "digit_1",
-        "digit_0",
-        "digit_4",
-        "digit_2",
+        "number_10",
+        "number_42",
         "confirm_choice",
     ];
     assert_eq!(
