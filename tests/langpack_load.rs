@@ -269,10 +269,17 @@ fn decodes_8k_wav_without_resampling() {
     // Pass-through: no resampler touched it, only the normalisation gain (one factor for the
     // whole prompt; a 0.5 tone is -9 dBFS active, so about -9 dB), within one rounding step.
     let source: Vec<f64> = x.iter().map(|v| (v * 32767.0).round()).collect();
-    let dot: f64 = source.iter().zip(p.pcm.iter()).map(|(a, &b)| a * f64::from(b)).sum();
+    let dot: f64 = source
+        .iter()
+        .zip(p.pcm.iter())
+        .map(|(a, &b)| a * f64::from(b))
+        .sum();
     let gain = dot / source.iter().map(|a| a * a).sum::<f64>();
     let gain_db = 20.0 * gain.log10();
-    assert!((gain_db - (level::TARGET_ACTIVE_DBFS + 9.03)).abs() < 0.05, "{gain_db}");
+    assert!(
+        (gain_db - (level::TARGET_ACTIVE_DBFS + 9.03)).abs() < 0.05,
+        "{gain_db}"
+    );
     assert_eq!(p.pcm.len(), source.len());
     for (a, &b) in source.iter().zip(p.pcm.iter()) {
         assert!((a * gain - f64::from(b)).abs() <= 1.0, "{a} -> {b}");
@@ -617,7 +624,11 @@ fn quiet_and_loud_files_play_at_the_same_level() {
     let dir = tempfile::tempdir().unwrap();
     write_manifest(dir.path(), "xx");
     // -37 dBFS active at 44.1 kHz and -4 dBFS at 16 kHz: 33 dB apart in the files.
-    write_wav(&dir.path().join("hello.wav"), 44_100, &[bursts(44_100, 0.02)]);
+    write_wav(
+        &dir.path().join("hello.wav"),
+        44_100,
+        &[bursts(44_100, 0.02)],
+    );
     write_wav(&dir.path().join("bye.wav"), 16_000, &[bursts(16_000, 0.9)]);
     let set = PromptSet::load(dir.path(), &two_prompt_catalogue()).unwrap();
     let quiet = set.get("hello").unwrap();
@@ -631,7 +642,11 @@ fn quiet_and_loud_files_play_at_the_same_level() {
     }
     // Never clipped, and the pauses stay silent (the gain is one factor, not a gate).
     for p in [&quiet, &loud] {
-        assert!(p.peak_dbfs() <= level::PEAK_CEILING_DBFS + 0.01, "{}", p.peak_dbfs());
+        assert!(
+            p.peak_dbfs() <= level::PEAK_CEILING_DBFS + 0.01,
+            "{}",
+            p.peak_dbfs()
+        );
         assert!(p.pcm[..1000].iter().all(|&s| s == 0));
     }
     // What is sent (G.711) carries the same level.
