@@ -140,6 +140,16 @@ pub struct DeviceOut {
     pub created_at: String,
     /// RFC 3339 UTC.
     pub last_seen: String,
+    /// The guest (autoprov) account's number, while the phone has one.
+    pub autoreg_number: Option<String>,
+    /// When the last resync NOTIFY was sent (RFC 3339 UTC) and what came of it, e.g.
+    /// `check-sync;reboot=true 200 from 10.0.0.7:5060`.
+    pub resync_at: Option<String>,
+    pub resync_outcome: Option<String>,
+    /// When the phone last fetched its config (RFC 3339 UTC).
+    pub config_fetched_at: Option<String>,
+    /// The address of its last authenticated request (REGISTER or config fetch).
+    pub last_ip: Option<String>,
 }
 
 impl Record<Device> for DeviceOut {
@@ -163,8 +173,11 @@ impl Record<Device> for DeviceOut {
             lines,
             created_at,
             last_seen,
-            // Issue 4's autoprov/resync fields are not in the API's record yet.
-            ..
+            autoreg_number,
+            resync_at,
+            resync_outcome,
+            config_fetched_at,
+            last_ip,
         } = d;
         DeviceOut {
             id: *id,
@@ -201,6 +214,11 @@ impl Record<Device> for DeviceOut {
                 .collect(),
             created_at: format_time(*created_at),
             last_seen: format_time(*last_seen),
+            autoreg_number: autoreg_number.clone(),
+            resync_at: resync_at.map(format_time),
+            resync_outcome: resync_outcome.clone(),
+            config_fetched_at: config_fetched_at.map(format_time),
+            last_ip: last_ip.clone(),
         }
     }
 

@@ -248,6 +248,11 @@ pub fn device_json(d: &Device) -> Value {
         "lines": d.lines.iter().map(|l| json!({"position": l.position, "number": l.number})).collect::<Vec<_>>(),
         "created_at": format_time(d.created_at),
         "last_seen": format_time(d.last_seen),
+        "autoreg_number": d.autoreg_number,
+        "resync_at": d.resync_at.map(format_time),
+        "resync_outcome": d.resync_outcome,
+        "config_fetched_at": d.config_fetched_at.map(format_time),
+        "last_ip": d.last_ip,
     })
 }
 

@@ -167,6 +167,9 @@ mod tests {
         // Still five lines, the first one ours: the Call-ID stays inside its braces.
         assert_eq!(body.lines().count(), 5, "{body}");
         assert!(body.starts_with("action=restart\r\n"), "{body}");
-        assert!(body.contains("RegisterCallId={aaction=reset}\r\n"), "{body}");
+        assert!(
+            body.contains("RegisterCallId={aaction=reset}\r\n"),
+            "{body}"
+        );
     }
 }

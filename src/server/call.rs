@@ -22,6 +22,7 @@ use crate::sip::message::Request;
 use crate::store::{AuditOutcome, StoreError};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -59,23 +60,38 @@ pub async fn run(
     invite: Request,
     offer: Option<Bytes>,
     source: Peer,
+    account: Option<i64>,
 ) {
     let call_id = invite.call_id().unwrap_or("-").to_string();
     let span = tracing::info_span!("call", call_id = %call_id, peer = %source.addr);
     async move {
-        let identity = identify(&invite);
+        let mut identity = identify(&invite);
+        if let Some(account) = account {
+            account_identity(&services, account, &mut identity).await;
+        }
         tracing::info!(
             mac = identity.mac.as_deref().unwrap_or("-"),
             vendor = identity.vendor.as_deref().unwrap_or("-"),
             model = identity.model.as_deref().unwrap_or("-"),
             identity = %identity.sip_identity,
+            account = account.unwrap_or(0),
             "incoming IVR call"
         );
+        let resync = services.resync.clone();
         let mut call = match Call::answer(services, handle, offer, source, identity).await {
             Some(c) => c,
             None => return,
         };
         call.run().await;
+        // The phone is told to resync once the call is over (a reboot mid-call would cut the
+        // closing prompt).
+        let bound = call.bound_device.load(Ordering::Acquire);
+        if bound > 0 && resync.send(bound).is_err() {
+            tracing::warn!(
+                device = bound,
+                "the resync task has stopped; the phone was not told to resync"
+            );
+        }
     }
     .instrument(span)
     .await
@@ -99,6 +115,8 @@ struct Call {
     last_sdp: Option<String>,
     results_tx: mpsc::UnboundedSender<Event>,
     results_rx: mpsc::UnboundedReceiver<Event>,
+    /// The device bound during the call (0: none yet): told to resync when the call ends.
+    bound_device: Arc<AtomicI64>,
 }
 
 impl Call {
@@ -146,6 +164,7 @@ impl Call {
             last_sdp: None,
             results_tx,
             results_rx,
+            bound_device: Arc::new(AtomicI64::new(0)),
         };
         let sdp_body = match offer {
             Some(offer) => match call.negotiate_offer(&offer) {
@@ -634,12 +653,14 @@ impl Call {
         let store = self.services.store.clone();
         let tx = self.results_tx.clone();
         let identity = self.identity.clone();
+        let bound = self.bound_device.clone();
         let span = tracing::info_span!("provisioning", user = %user_id);
         tokio::spawn(
             async move {
                 let result = match store.bind_device(&identity, &user_id, auth).await {
                     Ok(device) => {
                         tracing::info!(device = device.id, "phone bound to user");
+                        bound.store(device.id, Ordering::Release);
                         Ok(())
                     }
                     Err(e @ StoreError::AlreadyBound { .. }) => {
@@ -668,6 +689,29 @@ impl Call {
             }
             .instrument(span),
         );
+    }
+}
+
+/// A call authenticated with a registered account: the device is the one the account belongs
+/// to (a guest account is unique to its phone), which holds behind NAT and whatever the phone
+/// says about itself. What the store knows replaces what the INVITE claimed.
+async fn account_identity(services: &Services, account: i64, identity: &mut DeviceIdentity) {
+    match services.store.devices_for_account(account).await {
+        Ok(devices) => match devices.as_slice() {
+            [d] => {
+                identity.mac = d.mac.clone().or(identity.mac.take());
+                identity.device_name = d.device_name.clone().or(identity.device_name.take());
+                identity.vendor = d.vendor.clone().or(identity.vendor.take());
+                identity.model = d.model.clone().or(identity.model.take());
+            }
+            [] => tracing::debug!(account, "the account belongs to no device"),
+            _ => tracing::debug!(
+                account,
+                n = devices.len(),
+                "the account's line is on several devices; identifying the phone from the INVITE"
+            ),
+        },
+        Err(e) => tracing::warn!(account, error = %e, "device lookup by account failed"),
     }
 }
 

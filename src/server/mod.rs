@@ -10,6 +10,7 @@
 
 pub mod call;
 pub mod playout;
+pub mod resync;
 pub mod rtp_ports;
 pub mod settings;
 pub mod sip_task;
@@ -50,6 +51,8 @@ pub struct Services {
     /// The address put in SDP `c=` lines when the listen address is a wildcard and no
     /// `sip.public_address` is set: the local address that routes to the caller is used instead.
     pub media_ip: Option<IpAddr>,
+    /// Asks the resync task to send a device its resync NOTIFY.
+    pub resync: resync::ResyncSender,
 }
 
 impl Services {
@@ -104,6 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
+    let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
     let services = Arc::new(Services {
         rtp_ports: rtp_ports::RtpPorts::new(local.ip(), config.rtp.port_min, config.rtp.port_max),
         config,
@@ -111,7 +115,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         settings,
         prompts: Arc::new(prompts),
         media_ip,
+        resync: resync_tx,
     });
+    let (sip_cmd_tx, sip_cmd_rx) = sip_task::channel();
 
     let http = TcpListener::bind(services.config.http.listen)
         .await
@@ -127,13 +133,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::api::ApiState::new(services.store.clone()),
     ));
 
+    let prov_listener = TcpListener::bind(services.config.provisioning.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the provisioning server on {} (config key provisioning.http_listen; \
+                 port 0 picks a free port)",
+                services.config.provisioning.http_listen
+            )
+        })?;
+    let prov_addr = prov_listener.local_addr()?;
+    let prov = tokio::spawn(crate::phoneprov::serve::serve(
+        prov_listener,
+        provisioning_state(&services, advertised, prov_addr)?,
+    ));
+
     // The lines tests and scripts wait for (the SIP line last: it means ready); logs go to
     // stderr.
     println!("API listening on http://{http_addr}/api/v1");
+    println!("Provisioning listening on http://{prov_addr}/");
     println!("SIP listening on {local} (udp+tcp)");
     tracing::info!(%local, %advertised, "SIP listening (udp+tcp)");
 
-    let sip = tokio::spawn(sip_task::run(services.clone(), udp, tcp, advertised));
+    tokio::spawn(resync::run(services.clone(), sip_cmd_tx.clone(), resync_rx));
+    let sip = tokio::spawn(sip_task::run(
+        services.clone(),
+        udp,
+        tcp,
+        advertised,
+        sip_cmd_tx,
+        sip_cmd_rx,
+    ));
     tokio::select! {
         r = sip => {
             r.context("SIP task panicked")??;
@@ -142,11 +172,60 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             r.context("API task panicked")??;
             anyhow::bail!("the admin API stopped");
         }
+        r = prov => {
+            r.context("provisioning server task panicked")??;
+            anyhow::bail!("the provisioning server stopped");
+        }
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
         }
     }
     Ok(())
+}
+
+/// The provisioning server's state: templates (with the admin's overrides), selfprov's SIP
+/// address for guest configs, and the base URL phones are pointed at.
+fn provisioning_state(
+    services: &Services,
+    advertised: SocketAddr,
+    prov_addr: SocketAddr,
+) -> anyhow::Result<crate::phoneprov::serve::ProvState> {
+    use crate::phoneprov::serve::{ProvSettings, ProvState};
+    use crate::phoneprov::{Renderer, SipServer};
+    let cfg = &services.config.provisioning;
+    let renderer = Renderer::with_overrides(cfg.templates_dir.as_deref()).with_context(|| {
+        format!(
+            "loading the phone config templates (config key provisioning.templates_dir = {:?})",
+            cfg.templates_dir
+        )
+    })?;
+    let public_url = match &cfg.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let ip = if prov_addr.ip().is_unspecified() {
+                advertised.ip()
+            } else {
+                prov_addr.ip()
+            };
+            format!("http://{}", SocketAddr::new(ip, prov_addr.port()))
+        }
+    };
+    let settings = ProvSettings {
+        server: SipServer {
+            host: advertised.ip().to_string(),
+            port: advertised.port(),
+            transport: crate::store::Transport::Udp,
+        },
+        public_url,
+        file_auth: cfg.file_auth,
+        unknown_mac_per_minute: cfg.unknown_mac_per_minute,
+        realm: services.config.registrar.realm.clone(),
+    };
+    Ok(ProvState::new(
+        services.store.clone(),
+        Arc::new(renderer),
+        settings,
+    ))
 }
 
 /// Binds UDP and TCP on the same address. With port 0, picks a port free for both.

@@ -7,23 +7,67 @@ use super::call::{self, CallHandle};
 use super::tcp::{self, TcpEvent};
 use super::Services;
 use crate::sip::endpoint::{CallEvent, CallId, Endpoint, EndpointConfig, Limits, Peer, Transport};
+use crate::sip::message::Uri;
+use crate::sip::registrar::{AuthId, Credential, RegistrarEvent, RegistrarLimits, RequestId};
+use crate::store::AccountKind;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// What a call task asks of the SIP endpoint.
 #[derive(Debug)]
 pub enum SipCommand {
-    Accept { call: CallId, sdp: Bytes },
-    Reject { call: CallId, status: u16 },
-    AcceptReinvite { call: CallId, sdp: Bytes },
-    RejectReinvite { call: CallId, status: u16 },
-    Hangup { call: CallId },
+    Accept {
+        call: CallId,
+        sdp: Bytes,
+    },
+    Reject {
+        call: CallId,
+        status: u16,
+    },
+    AcceptReinvite {
+        call: CallId,
+        sdp: Bytes,
+    },
+    RejectReinvite {
+        call: CallId,
+        status: u16,
+    },
+    Hangup {
+        call: CallId,
+    },
+    /// The answer to a credential lookup the endpoint asked for.
+    Credential {
+        id: AuthId,
+        credential: Option<Credential>,
+    },
+    /// The live contacts of a registrar account: contact URI and where its REGISTER came from.
+    Contacts {
+        account_id: i64,
+        reply: oneshot::Sender<Vec<(Uri, Peer)>>,
+    },
+    /// Send an out-of-dialog NOTIFY (resync); the reply is the final status, None on timeout.
+    Notify {
+        to: Uri,
+        peer: Peer,
+        event: String,
+        /// (Content-Type, body).
+        body: Option<(String, String)>,
+        reply: oneshot::Sender<Option<u16>>,
+    },
+}
+
+/// The channel call tasks, the resync task and credential look-ups talk to the SIP task on.
+pub fn channel() -> (
+    mpsc::UnboundedSender<SipCommand>,
+    mpsc::UnboundedReceiver<SipCommand>,
+) {
+    mpsc::unbounded_channel()
 }
 
 pub async fn run(
@@ -31,6 +75,8 @@ pub async fn run(
     udp: UdpSocket,
     tcp_listener: TcpListener,
     advertised: SocketAddr,
+    cmd_tx: mpsc::UnboundedSender<SipCommand>,
+    mut cmd_rx: mpsc::UnboundedReceiver<SipCommand>,
 ) -> anyhow::Result<()> {
     let cfg = &services.config;
     let limits = Limits {
@@ -48,10 +94,13 @@ pub async fn run(
         },
         limits,
     );
+    endpoint
+        .enable_registrar(cfg.registrar.clone(), RegistrarLimits::default())
+        .map_err(|e| anyhow::anyhow!("config section [registrar]: {e}"))?;
 
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(1024);
     let accept = tokio::spawn(tcp::accept_loop(tcp_listener, tcp_tx));
-    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
+    let mut notifies: HashMap<RequestId, oneshot::Sender<Option<u16>>> = HashMap::new();
 
     let mut tcp_writers: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
     let mut calls: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
@@ -90,6 +139,21 @@ pub async fn run(
                     SipCommand::AcceptReinvite { call, sdp } => endpoint.accept_reinvite(t, call, sdp),
                     SipCommand::RejectReinvite { call, status } => endpoint.reject_reinvite(t, call, status),
                     SipCommand::Hangup { call } => endpoint.hangup(t, call),
+                    SipCommand::Credential { id, credential } => endpoint.credential(t, id, credential),
+                    SipCommand::Contacts { account_id, reply } => {
+                        let _ = reply.send(endpoint.contacts(account_id));
+                    }
+                    SipCommand::Notify { to, peer, event, body, reply } => {
+                        let body = body.map(|(ct, b)| (ct, Bytes::from(b)));
+                        let id = endpoint.send_notify(
+                            t,
+                            &to,
+                            peer,
+                            &event,
+                            body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
+                        );
+                        notifies.insert(id, reply);
+                    }
                 }
             }
             _ = sleep_until_opt(deadline) => endpoint.handle_timeout(now()),
@@ -126,7 +190,7 @@ pub async fn run(
                     invite,
                     offer,
                     source,
-                    ..
+                    account,
                 } => {
                     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
                     calls.insert(id, ev_tx);
@@ -135,7 +199,14 @@ pub async fn run(
                         commands: cmd_tx.clone(),
                         events: ev_rx,
                     };
-                    tokio::spawn(call::run(services.clone(), handle, invite, offer, source));
+                    tokio::spawn(call::run(
+                        services.clone(),
+                        handle,
+                        invite,
+                        offer,
+                        source,
+                        account,
+                    ));
                 }
                 other => {
                     let ended = matches!(other, CallEvent::Ended { .. });
@@ -144,6 +215,59 @@ pub async fn run(
                     }
                     if ended {
                         calls.remove(&id);
+                    }
+                }
+            }
+        }
+
+        while let Some(req) = endpoint.poll_auth_request() {
+            // The store query runs beside the SIP task; its answer comes back as a command.
+            let store = services.store.clone();
+            let cmd = cmd_tx.clone();
+            tokio::spawn(async move {
+                let credential = match store.find_sip_account(&req.username).await {
+                    Ok(Some(a)) => Some(Credential {
+                        account_id: a.endpoint_id,
+                        guest: matches!(a.kind, AccountKind::Guest { .. }),
+                        auth_username: a.auth_username,
+                        password: a.password,
+                        number: a.number,
+                    }),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "credential lookup failed; answering as unknown");
+                        None
+                    }
+                };
+                let _ = cmd.send(SipCommand::Credential {
+                    id: req.id,
+                    credential,
+                });
+            });
+        }
+
+        while let Some(ev) = endpoint.poll_registrar_event() {
+            match ev {
+                RegistrarEvent::Registered {
+                    account_id,
+                    peer,
+                    contacts,
+                } => {
+                    tracing::info!(account = account_id, peer = %peer.addr, contacts = contacts.len(), "registered");
+                    let store = services.store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.record_registration(account_id, peer.addr.ip()).await
+                        {
+                            tracing::warn!(account = account_id, error = %e, "recording the registration failed");
+                        }
+                    });
+                }
+                RegistrarEvent::Unregistered { account_id } => {
+                    tracing::info!(account = account_id, "unregistered (removed or expired)");
+                }
+                RegistrarEvent::RequestDone { id, status } => {
+                    if let Some(reply) = notifies.remove(&id) {
+                        let _ = reply.send(status);
                     }
                 }
             }
