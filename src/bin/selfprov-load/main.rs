@@ -180,6 +180,11 @@ struct Engine {
     by_call_id: HashMap<String, usize>,
     slots: Vec<Vec<usize>>,
     setup: Histogram,
+    /// RTP inter-arrival deviation of every call.
+    deviation: Rc<RefCell<Histogram>>,
+    /// How late the wheel ran each tick (its own scheduling delay: bounds what the jitter
+    /// figures can resolve).
+    loop_lag: Histogram,
     counters: Counters,
     server_samples: Vec<ProcSample>,
     self_samples: Vec<ProcSample>,
@@ -260,7 +265,11 @@ impl Engine {
             Ok((sock, local)) => {
                 let sock = Rc::new(sock);
                 call.rtp_sock = Some(sock.clone());
-                call.rx_task = Some(tokio::task::spawn_local(receive_rtp(sock, rx)));
+                call.rx_task = Some(tokio::task::spawn_local(receive_rtp(
+                    sock,
+                    rx,
+                    self.deviation.clone(),
+                )));
                 call.invite = Bytes::from(call.dialog.invite(local, n));
                 self.by_call_id.insert(call.dialog.call_id.clone(), idx);
                 let invite = call.invite.clone();
@@ -300,11 +309,11 @@ impl Engine {
     /// One wheel tick: the calls of this slot send their packet and check their timers.
     fn on_tick(&mut self, tick: u64, now: Instant) {
         let slot = (tick % SLOTS) as usize;
-        let Some(members) = self.slots.get(slot).cloned() else {
-            return;
-        };
-        for idx in members {
-            self.visit(idx, tick, now);
+        let len = self.slots.get(slot).map_or(0, Vec::len);
+        for i in 0..len {
+            if let Some(&idx) = self.slots.get(slot).and_then(|s| s.get(i)) {
+                self.visit(idx, tick, now);
+            }
         }
     }
 
@@ -540,7 +549,11 @@ fn send_now(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> std::io::Result<us
 }
 
 /// One call's receiver: waits on the socket, timestamps every datagram.
-async fn receive_rtp(sock: Rc<UdpSocket>, stats: Rc<RefCell<RxStats>>) {
+async fn receive_rtp(
+    sock: Rc<UdpSocket>,
+    stats: Rc<RefCell<RxStats>>,
+    deviation: Rc<RefCell<Histogram>>,
+) {
     let mut buf = [0u8; 1500];
     loop {
         let n = match sock.recv_from(&mut buf).await {
@@ -549,10 +562,12 @@ async fn receive_rtp(sock: Rc<UdpSocket>, stats: Rc<RefCell<RxStats>>) {
         };
         let at = Instant::now();
         let mut st = stats.borrow_mut();
-        st.on_datagram(buf.get(..n).unwrap_or_default(), at, PTIME);
+        let mut dev = deviation.borrow_mut();
+        st.on_datagram(buf.get(..n).unwrap_or_default(), at, PTIME, &mut dev);
         // Drain whatever else is queued without another wake-up.
         while let Ok((n, _)) = sock.try_recv_from(&mut buf) {
-            st.on_datagram(buf.get(..n).unwrap_or_default(), Instant::now(), PTIME);
+            let at = Instant::now();
+            st.on_datagram(buf.get(..n).unwrap_or_default(), at, PTIME, &mut dev);
         }
     }
 }
@@ -645,6 +660,8 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
         by_call_id: HashMap::with_capacity(args.calls),
         slots: vec![Vec::new(); SLOTS as usize],
         setup: Histogram::default(),
+        deviation: Rc::new(RefCell::new(Histogram::default())),
+        loop_lag: Histogram::default(),
         counters: Counters::default(),
         server_samples: Vec::new(),
         self_samples: Vec::new(),
@@ -673,6 +690,7 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
         }
         let now = Instant::now();
         let mut e = engine.borrow_mut();
+        e.loop_lag.record(now.saturating_duration_since(deadline));
         let behind = e.now_tick(now).saturating_sub(tick);
         if behind > 0 {
             e.counters.late_ticks += 1;

@@ -82,6 +82,8 @@ pub struct Report {
     pub invite_retransmissions: u64,
     pub send_errors: u64,
     pub late_ticks: u64,
+    /// How late the load generator's wheel ran (its own scheduling delay).
+    pub loop_lag: Percentiles,
     pub skipped_ticks: u64,
 }
 
@@ -96,13 +98,12 @@ pub fn build(
     let ends: Vec<_> = e.calls.iter().filter_map(|c| c.end.as_ref()).collect();
     let (failed_by_reason, ended_by) = tally(ends.iter().copied());
     let answered: Vec<_> = e.calls.iter().filter(|c| c.answered_at.is_some()).collect();
-    let mut deviation = Histogram::default();
+    let deviation = e.deviation.borrow();
     let (mut received, mut lost, mut expected) = (0u64, 0u64, 0u64);
     let mut pps = Vec::new();
     let mut without_rtp = 0;
     for c in &answered {
         let rx = c.rx.borrow();
-        deviation.merge(&rx.deviation);
         received += rx.received;
         lost += rx.lost();
         expected += rx.expected();
@@ -206,6 +207,7 @@ pub fn build(
         invite_retransmissions: e.counters.invite_retransmissions,
         send_errors: e.counters.send_errors,
         late_ticks: e.counters.late_ticks,
+        loop_lag: Percentiles::of(&e.loop_lag),
         skipped_ticks: e.counters.skipped_ticks,
     }
 }
@@ -288,6 +290,7 @@ impl Report {
             opt(self.loadgen_cpu_percent_window, 1),
             opt(self.loadgen_rss_mb, 1)
         );
+        let _ = writeln!(t, "  load gen lag  {}", pct(&self.loop_lag));
         let _ = writeln!(
             t,
             "  anomalies     unparseable SIP {}  unmatched {}  INVITE retransmissions {}  send errors {}  late ticks {}  skipped ticks {}",

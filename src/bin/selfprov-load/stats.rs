@@ -69,15 +69,6 @@ impl Histogram {
         self.sum_us += us as u128;
     }
 
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-        self.count += other.count;
-        self.max_us = self.max_us.max(other.max_us);
-        self.sum_us += other.sum_us;
-    }
-
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -129,13 +120,19 @@ pub struct RxStats {
     last: Option<Instant>,
     pub first_at: Option<Instant>,
     pub last_at: Option<Instant>,
-    /// |arrival gap − interval × sequence step| for every in-order packet after the first.
-    pub deviation: Histogram,
 }
 
 impl RxStats {
     /// Records one datagram that arrived at `at`; `interval` is the stream's packet interval.
-    pub fn on_datagram(&mut self, buf: &[u8], at: Instant, interval: Duration) {
+    /// `deviation` (shared by all calls, so memory does not grow with them) gets
+    /// |arrival gap − interval × sequence step| of every in-order packet after the first.
+    pub fn on_datagram(
+        &mut self,
+        buf: &[u8],
+        at: Instant,
+        interval: Duration,
+        deviation: &mut Histogram,
+    ) {
         let Some(p) = selfprov::media::rtp::parse(buf) else {
             self.not_rtp += 1;
             return;
@@ -165,7 +162,7 @@ impl RxStats {
                     } else {
                         expected - gap_t
                     };
-                    self.deviation.record(dev);
+                    deviation.record(dev);
                 }
                 self.last = Some(at);
             }
@@ -287,17 +284,23 @@ mod tests {
         let iv = Duration::from_millis(20);
         let t0 = Instant::now();
         let mut rx = RxStats::default();
+        let mut dev = Histogram::default();
         // 65534, 65535, 0, 2 one ms late (1 missing), duplicate 2, 1 late (reordered),
         // 5 on time (3 and 4 lost), another SSRC, garbage.
-        rx.on_datagram(&pkt(65534, 7), t0, iv);
-        rx.on_datagram(&pkt(65535, 7), t0 + iv, iv);
-        rx.on_datagram(&pkt(0, 7), t0 + iv * 2, iv);
-        rx.on_datagram(&pkt(2, 7), t0 + iv * 4 + Duration::from_millis(1), iv);
-        rx.on_datagram(&pkt(2, 7), t0 + iv * 5, iv);
-        rx.on_datagram(&pkt(1, 7), t0 + iv * 5, iv);
-        rx.on_datagram(&pkt(5, 7), t0 + iv * 7, iv);
-        rx.on_datagram(&pkt(6, 99), t0 + iv * 8, iv);
-        rx.on_datagram(b"not rtp", t0, iv);
+        rx.on_datagram(&pkt(65534, 7), t0, iv, &mut dev);
+        rx.on_datagram(&pkt(65535, 7), t0 + iv, iv, &mut dev);
+        rx.on_datagram(&pkt(0, 7), t0 + iv * 2, iv, &mut dev);
+        rx.on_datagram(
+            &pkt(2, 7),
+            t0 + iv * 4 + Duration::from_millis(1),
+            iv,
+            &mut dev,
+        );
+        rx.on_datagram(&pkt(2, 7), t0 + iv * 5, iv, &mut dev);
+        rx.on_datagram(&pkt(1, 7), t0 + iv * 5, iv, &mut dev);
+        rx.on_datagram(&pkt(5, 7), t0 + iv * 7, iv, &mut dev);
+        rx.on_datagram(&pkt(6, 99), t0 + iv * 8, iv, &mut dev);
+        rx.on_datagram(b"not rtp", t0, iv, &mut dev);
         assert_eq!(rx.expected(), 8);
         assert_eq!(rx.received, 7);
         assert_eq!(rx.duplicates, 1);
@@ -306,10 +309,10 @@ mod tests {
         assert_eq!(rx.other_ssrc, 1);
         assert_eq!(rx.not_rtp, 1);
         // Deviations: 0, 0, 1 ms (late 2), 1 ms (5 is 1 ms less than 3 intervals after 2).
-        assert_eq!(rx.deviation.count(), 4);
-        assert_eq!(rx.deviation.max_us(), Some(1000));
-        assert_eq!(rx.deviation.percentile_us(0.5), Some(0));
-        assert_eq!(rx.deviation.percentile_us(0.75), Some(1000));
+        assert_eq!(dev.count(), 4);
+        assert_eq!(dev.max_us(), Some(1000));
+        assert_eq!(dev.percentile_us(0.5), Some(0));
+        assert_eq!(dev.percentile_us(0.75), Some(1000));
     }
 
     #[test]
