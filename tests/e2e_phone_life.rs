@@ -56,6 +56,29 @@ fn http_get(addr: SocketAddr, path: &str, user_agent: &str) -> HttpResponse {
     }
 }
 
+/// One admin API request with a bearer token; returns the status and the JSON body.
+fn api(addr: SocketAddr, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
 /// `key = value` of a Yealink .cfg file.
 fn cfg_value(body: &str, key: &str) -> Option<String> {
     body.lines().find_map(|l| {
@@ -270,6 +293,49 @@ fn a_new_phone_fetches_a_guest_config_registers_provisions_and_resyncs() {
         config_url: String::new(),
     };
     register(&server, &line, ports::free_port());
+
+    // The admin API: a resync on demand, then the phone back to autoprov (Wazo's
+    // GET /devices/{id}/autoprov): no lines, a guest config again for the bare path.
+    let out = server.cli(&["token", "create", "--name", "e2e"]);
+    assert!(out.success(), "token create: {}", out.stderr);
+    let token = out.stdout.trim().to_string();
+    let api_addr = server.api.expect("API address");
+    let id = d.raw["id"].as_i64().expect("device id");
+    let (status, body) = api(
+        api_addr,
+        "POST",
+        &format!("/api/v1/devices/{id}/resync"),
+        &token,
+    );
+    assert_eq!(status, 202, "{body:#}");
+    assert_eq!(body["resync_queued"], true, "{body:#}");
+    let told = wait_for(Duration::from_secs(5), || {
+        let d = server.devices().into_iter().next()?;
+        let o = d.raw["resync_outcome"].as_str()?.to_string();
+        (o != outcome).then_some(o)
+    });
+    assert!(
+        told.is_some(),
+        "the admin's resync reached the line's registration: {:#?}",
+        server.devices()
+    );
+    let (status, body) = api(
+        api_addr,
+        "GET",
+        &format!("/api/v1/devices/{id}/autoprov"),
+        &token,
+    );
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["device"]["state"], "autoprov", "{body:#}");
+    assert_eq!(
+        body["device"]["lines"].as_array().map(Vec::len),
+        Some(0),
+        "{body:#}"
+    );
+    let again = fetch_guest(&server, YEALINK_MAC, YEALINK_UA);
+    assert_ne!(again.config_url, guest.config_url, "a new config URL key");
+    let (status, _) = api(api_addr, "GET", "/api/v1/devices/999/autoprov", &token);
+    assert_eq!(status, 404);
     server.assert_alive();
 }
 

@@ -285,3 +285,89 @@ mod tests {
         assert_eq!(mac_search_form("::"), None);
     }
 }
+
+/// What `POST /devices/{id}/resync` and `GET /devices/{id}/autoprov` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResyncQueued {
+    /// The device as it is now (after `autoprov`: back in state autoprov, no lines).
+    pub device: DeviceOut,
+    /// Whether a resync NOTIFY was queued (false: this process runs no SIP server, e.g. the
+    /// CLI; the phone picks up its config when it next restarts).
+    pub resync_queued: bool,
+}
+
+fn queue_resync(state: &super::ApiState, id: i64) -> bool {
+    state.resync.as_ref().is_some_and(|tx| tx.send(id).is_ok())
+}
+
+/// Tell a phone to re-read its configuration now.
+///
+/// Sends the vendor's resync NOTIFY (check-sync, Cisco service-control) to every live
+/// registration of the device's accounts. The outcome appears in the device's
+/// `resync_outcome` a moment later; a device that then fetches no config within
+/// `provisioning.resync_timeout_secs` goes to state `error`.
+#[utoipa::path(
+    post,
+    path = "/devices/{id}/resync",
+    tag = "devices",
+    params(("id" = i64, Path, description = "The device's ID")),
+    responses(
+        (status = 202, description = "Resync queued", body = ResyncQueued),
+        (status = 400, description = "Bad ID", body = super::error::ErrorBody),
+        (status = 401, description = "No valid token", body = super::error::ErrorBody),
+        (status = 404, description = "No such device", body = super::error::ErrorBody),
+    )
+)]
+pub async fn resync_device(
+    axum::extract::State(state): axum::extract::State<super::ApiState>,
+    super::error::PathParams(id): super::error::PathParams<String>,
+) -> Result<(axum::http::StatusCode, axum::Json<ResyncQueued>), super::error::ApiError> {
+    let id = super::error::path_id("id", &id)?;
+    let device = state
+        .store
+        .get_device(id)
+        .await?
+        .ok_or_else(|| super::error::not_found_id("device", id))?;
+    let resync_queued = queue_resync(&state, id);
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(ResyncQueued {
+            device: DeviceOut::full(&device),
+            resync_queued,
+        }),
+    ))
+}
+
+/// Put a phone back into autoprov (as Wazo's `GET /devices/{id}/autoprov`).
+///
+/// Removes its lines and owner, gives it a guest account again (its old number if still
+/// free), draws a new config URL key, and tells it to resync: it fetches the guest config and
+/// can be provisioned again through the IVR. Audited as `unbound`.
+#[utoipa::path(
+    get,
+    path = "/devices/{id}/autoprov",
+    tag = "devices",
+    params(("id" = i64, Path, description = "The device's ID")),
+    responses(
+        (status = 200, description = "Back in autoprov", body = ResyncQueued),
+        (status = 400, description = "Bad ID", body = super::error::ErrorBody),
+        (status = 401, description = "No valid token", body = super::error::ErrorBody),
+        (status = 404, description = "No such device", body = super::error::ErrorBody),
+        (status = 409, description = "Autoregistration off or its range full", body = super::error::ErrorBody),
+    )
+)]
+pub async fn autoprov_device(
+    axum::extract::State(state): axum::extract::State<super::ApiState>,
+    super::error::PathParams(id): super::error::PathParams<String>,
+) -> Result<axum::Json<ResyncQueued>, super::error::ApiError> {
+    let id = super::error::path_id("id", &id)?;
+    if state.store.get_device(id).await?.is_none() {
+        return Err(super::error::not_found_id("device", id));
+    }
+    let autoprov = state.store.reset_to_autoprov(id).await?;
+    let resync_queued = queue_resync(&state, id);
+    Ok(axum::Json(ResyncQueued {
+        device: DeviceOut::full(&autoprov.device),
+        resync_queued,
+    }))
+}

@@ -42,11 +42,22 @@ use utoipa_axum::routes;
 #[derive(Clone, Debug)]
 pub struct ApiState {
     pub store: Store,
+    /// Queues a device's resync NOTIFY in the running server; None in the CLI (no SIP there).
+    pub resync: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
 }
 
 impl ApiState {
     pub fn new(store: Store) -> Self {
-        ApiState { store }
+        ApiState {
+            store,
+            resync: None,
+        }
+    }
+
+    /// The state of the server's API: resyncs go to the server's resync task.
+    pub fn with_resync(mut self, resync: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
+        self.resync = Some(resync);
+        self
     }
 
     /// Whether `token` grants access: one the store issued (`selfprov token create`) and that
@@ -191,6 +202,8 @@ fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
             devices::update_device,
             devices::delete_device
         ))
+        .routes(routes!(devices::resync_device))
+        .routes(routes!(devices::autoprov_device))
         .routes(routes!(
             templates::list_device_templates,
             templates::create_device_template

@@ -130,7 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let http_addr = http.local_addr()?;
     let api = tokio::spawn(crate::api::serve(
         http,
-        crate::api::ApiState::new(services.store.clone()),
+        crate::api::ApiState::new(services.store.clone()).with_resync(services.resync.clone()),
     ));
 
     let prov_listener = TcpListener::bind(services.config.provisioning.http_listen)
