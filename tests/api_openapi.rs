@@ -36,6 +36,8 @@ const ISSUE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/devices/{device_id}"),
     ("PUT", "/devices/{device_id}"),
     ("DELETE", "/devices/{device_id}"),
+    ("POST", "/devices/{device_id}/resync"),
+    ("GET", "/devices/{device_id}/autoprov"),
     ("GET", "/templates/device"),
     ("POST", "/templates/device"),
     ("GET", "/templates/device/{template_id}"),

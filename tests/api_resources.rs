@@ -784,3 +784,32 @@ async fn settings_get_and_put() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn device_template_resync_event_is_checked() {
+    each_backend(|api| async move {
+        let t = create(
+            &api,
+            "/api/v1/templates/device",
+            json!({"name": "snom-quiet", "resync_event": "check-sync;reboot=false"}),
+        )
+        .await;
+        assert_eq!(t["resync_event"], "check-sync;reboot=false", "{t:#}");
+        let path = format!("/api/v1/templates/device/{}", id(&t));
+        let r = api
+            .put(&path, json!({"resync_event": "reboot-now"}))
+            .await
+            .expect_error(422, Some("resync_event"));
+        assert!(
+            r.body.to_string().contains("check-sync"),
+            "the error lists the choices: {}",
+            r.body
+        );
+        api.put(&path, json!({"resync_event": null}))
+            .await
+            .expect(204);
+        let t = api.get(&path).await.expect(200).body;
+        assert!(t["resync_event"].is_null(), "{t:#}");
+    })
+    .await;
+}

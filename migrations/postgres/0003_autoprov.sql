@@ -25,3 +25,8 @@ CREATE UNIQUE INDEX devices_guest_endpoint_id ON devices (guest_endpoint_id);
 CREATE UNIQUE INDEX devices_autoreg_number ON devices (autoreg_number);
 CREATE INDEX devices_state ON devices (state);
 CREATE INDEX lines_number ON lines (number);
+
+-- The resync NOTIFY a device template's phones get instead of their vendor's default
+-- (`check-sync`, `check-sync;reboot=true|false`, `resync`, `service-control`,
+-- `service-control;action=reset`); NULL: the vendor's default.
+ALTER TABLE device_templates ADD COLUMN resync_event TEXT;

@@ -308,9 +308,9 @@ fn queue_resync(state: &super::ApiState, id: i64) -> bool {
 /// `provisioning.resync_timeout_secs` goes to state `error`.
 #[utoipa::path(
     post,
-    path = "/devices/{id}/resync",
+    path = "/devices/{device_id}/resync",
     tag = "devices",
-    params(("id" = i64, Path, description = "The device's ID")),
+    params(("device_id" = i64, Path, description = "The device's ID")),
     responses(
         (status = 202, description = "Resync queued", body = ResyncQueued),
         (status = 400, description = "Bad ID", body = super::error::ErrorBody),
@@ -322,7 +322,7 @@ pub async fn resync_device(
     axum::extract::State(state): axum::extract::State<super::ApiState>,
     super::error::PathParams(id): super::error::PathParams<String>,
 ) -> Result<(axum::http::StatusCode, axum::Json<ResyncQueued>), super::error::ApiError> {
-    let id = super::error::path_id("id", &id)?;
+    let id = super::error::path_id("device_id", &id)?;
     let device = state
         .store
         .get_device(id)
@@ -345,9 +345,9 @@ pub async fn resync_device(
 /// can be provisioned again through the IVR. Audited as `unbound`.
 #[utoipa::path(
     get,
-    path = "/devices/{id}/autoprov",
+    path = "/devices/{device_id}/autoprov",
     tag = "devices",
-    params(("id" = i64, Path, description = "The device's ID")),
+    params(("device_id" = i64, Path, description = "The device's ID")),
     responses(
         (status = 200, description = "Back in autoprov", body = ResyncQueued),
         (status = 400, description = "Bad ID", body = super::error::ErrorBody),
@@ -360,7 +360,7 @@ pub async fn autoprov_device(
     axum::extract::State(state): axum::extract::State<super::ApiState>,
     super::error::PathParams(id): super::error::PathParams<String>,
 ) -> Result<axum::Json<ResyncQueued>, super::error::ApiError> {
-    let id = super::error::path_id("id", &id)?;
+    let id = super::error::path_id("device_id", &id)?;
     if state.store.get_device(id).await?.is_none() {
         return Err(super::error::not_found_id("device", id));
     }

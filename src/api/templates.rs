@@ -40,6 +40,9 @@ pub struct DeviceTemplateIn {
     pub registrar_port: u16,
     pub proxy_address: Option<String>,
     pub proxy_port: u16,
+    /// The resync NOTIFY event for this template's phones (`check-sync`,
+    /// `check-sync;reboot=true`, `resync`, `service-control`...); null: the vendor's default.
+    pub resync_event: Option<String>,
 }
 
 impl From<&NewDeviceTemplate> for DeviceTemplateIn {
@@ -58,6 +61,7 @@ impl From<&NewDeviceTemplate> for DeviceTemplateIn {
             registrar_port,
             proxy_address,
             proxy_port,
+            resync_event,
         } = t;
         DeviceTemplateIn {
             name: name.clone(),
@@ -73,6 +77,7 @@ impl From<&NewDeviceTemplate> for DeviceTemplateIn {
             registrar_port: *registrar_port,
             proxy_address: proxy_address.clone(),
             proxy_port: *proxy_port,
+            resync_event: resync_event.clone(),
         }
     }
 }
@@ -105,6 +110,7 @@ impl From<DeviceTemplateIn> for NewDeviceTemplate {
             registrar_port: t.registrar_port,
             proxy_address: t.proxy_address,
             proxy_port: t.proxy_port,
+            resync_event: t.resync_event,
         }
     }
 }

@@ -11,8 +11,7 @@ use super::sip_task::SipCommand;
 use super::Services;
 use crate::phoneprov::Vendor;
 use crate::provisioning::resync::resync_notify;
-use crate::sip::endpoint::Peer;
-use crate::sip::message::Uri;
+use crate::sip::registrar::Registration;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -104,7 +103,7 @@ async fn resync_inner(
             }
         }
     }
-    let mut targets: Vec<(Uri, Peer)> = Vec::new();
+    let mut targets: Vec<Registration> = Vec::new();
     for account_id in accounts {
         let (tx, rx) = oneshot::channel();
         if sip
@@ -117,7 +116,10 @@ async fn resync_inner(
             anyhow::bail!("the SIP task stopped");
         }
         for c in rx.await.unwrap_or_default() {
-            if !targets.iter().any(|t| t.1.addr == c.1.addr && t.0 == c.0) {
+            if !targets
+                .iter()
+                .any(|t| t.peer.addr == c.peer.addr && t.contact == c.contact)
+            {
                 targets.push(c);
             }
         }
@@ -130,38 +132,49 @@ async fn resync_inner(
         );
     }
     let vendor = device.vendor.as_deref().and_then(Vendor::parse);
-    // PENDING(lead): the device template's resync_event override (column comes with 0003).
-    let template_event: Option<String> = None;
-    let notify = resync_notify(vendor, template_event.as_deref(), None)?;
+    // The device template's override, else the vendor's default.
+    let template_event = match device.template_id {
+        Some(id) => store
+            .get_device_template(id)
+            .await?
+            .and_then(|t| t.spec.resync_event),
+        None => None,
+    };
+    // Checked before anything is sent: a bad override fails the same way for every contact.
+    let event = resync_notify(vendor, template_event.as_deref(), None)?.event;
     // Recorded before waiting for answers (up to timer F, 32 s): the resync timeout counts from
     // the moment the phone was told.
     store
         .record_resync(
             device_id,
             &format!(
-                "{} sent to {} contact(s), waiting for the answer",
-                notify.event,
+                "{event} sent to {} contact(s), waiting for the answer",
                 targets.len()
             ),
         )
         .await?;
-    let mut results = Vec::new();
-    for (uri, peer) in targets {
+    // All contacts are told at once; their answers are awaited together.
+    let mut pending = Vec::new();
+    for t in targets {
+        let notify = resync_notify(vendor, template_event.as_deref(), Some(&t.call_id))?;
         let (tx, rx) = oneshot::channel();
         let cmd = SipCommand::Notify {
-            to: uri,
-            peer,
-            event: notify.event.clone(),
-            body: notify.body.clone(),
+            to: t.contact,
+            peer: t.peer,
+            event: notify.event,
+            body: notify.body,
             reply: tx,
         };
         if sip.send(cmd).is_err() {
             anyhow::bail!("the SIP task stopped");
         }
-        let status = rx.await.ok().flatten();
-        results.push(match status {
-            Some(s) => format!("{} {s} from {}", notify.event, peer.addr),
-            None => format!("{} to {}: no answer", notify.event, peer.addr),
+        pending.push((t.peer.addr, rx));
+    }
+    let mut results = Vec::new();
+    for (addr, rx) in pending {
+        results.push(match rx.await.ok().flatten() {
+            Some(s) => format!("{event} {s} from {addr}"),
+            None => format!("{event} to {addr}: no answer"),
         });
     }
     Ok(results.join("; "))

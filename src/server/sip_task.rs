@@ -8,7 +8,9 @@ use super::tcp::{self, TcpEvent};
 use super::Services;
 use crate::sip::endpoint::{CallEvent, CallId, Endpoint, EndpointConfig, Limits, Peer, Transport};
 use crate::sip::message::Uri;
-use crate::sip::registrar::{AuthId, Credential, RegistrarEvent, RegistrarLimits, RequestId};
+use crate::sip::registrar::{
+    AuthId, Credential, RegistrarEvent, RegistrarLimits, Registration, RequestId,
+};
 use crate::store::AccountKind;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -49,7 +51,7 @@ pub enum SipCommand {
     /// The live contacts of a registrar account: contact URI and where its REGISTER came from.
     Contacts {
         account_id: i64,
-        reply: oneshot::Sender<Vec<(Uri, Peer)>>,
+        reply: oneshot::Sender<Vec<Registration>>,
     },
     /// Send an out-of-dialog NOTIFY (resync); the reply is the final status, None on timeout.
     Notify {
@@ -141,7 +143,7 @@ pub async fn run(
                     SipCommand::Hangup { call } => endpoint.hangup(t, call),
                     SipCommand::Credential { id, credential } => endpoint.credential(t, id, credential),
                     SipCommand::Contacts { account_id, reply } => {
-                        let _ = reply.send(endpoint.contacts(account_id));
+                        let _ = reply.send(endpoint.registrations(account_id));
                     }
                     SipCommand::Notify { to, peer, event, body, reply } => {
                         let body = body.map(|(ct, b)| (ct, Bytes::from(b)));

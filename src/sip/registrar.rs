@@ -85,6 +85,16 @@ impl std::fmt::Debug for Credential {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
+/// One live binding, as [`Registrar::registrations`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub contact: Uri,
+    /// Where its REGISTER came from (requests to the phone go there).
+    pub peer: Peer,
+    /// The Call-ID of that REGISTER.
+    pub call_id: String,
+}
+
 /// What the registrar reports to the layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrarEvent {
@@ -704,6 +714,24 @@ impl Registrar {
                 a.bindings
                     .iter()
                     .map(|b| (b.contact.uri.clone(), b.peer))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Live bindings of an account with the Call-ID of the REGISTER that made each (Cisco's
+    /// resync NOTIFY must quote it as `RegisterCallId`).
+    pub fn registrations(&self, account_id: i64) -> Vec<Registration> {
+        self.aors
+            .get(&account_id)
+            .map(|a| {
+                a.bindings
+                    .iter()
+                    .map(|b| Registration {
+                        contact: b.contact.uri.clone(),
+                        peer: b.peer,
+                        call_id: b.call_id.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default()

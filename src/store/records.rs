@@ -397,6 +397,10 @@ pub struct NewDeviceTemplate {
     pub registrar_port: u16,
     pub proxy_address: Option<String>,
     pub proxy_port: u16,
+    /// The resync NOTIFY event for this template's phones instead of the vendor's default
+    /// (see [`crate::provisioning::resync`]); `None`: the vendor's default.
+    #[serde(default)]
+    pub resync_event: Option<String>,
 }
 
 impl Default for NewDeviceTemplate {
@@ -415,6 +419,7 @@ impl Default for NewDeviceTemplate {
             registrar_port: 5060,
             proxy_address: None,
             proxy_port: 5060,
+            resync_event: None,
         }
     }
 }

@@ -16,7 +16,8 @@ use crate::provisioning::templates::validate_pattern;
 
 const DEVICE_TEMPLATE_COLUMNS: &str = "SELECT id, name, description_pattern, device_pool, \
      security_transport, security_digest, security_tls, line_keys, speed_dials, locale, \
-     timezone, ntp_server, registrar_address, registrar_port, proxy_address, proxy_port";
+     timezone, ntp_server, registrar_address, registrar_port, proxy_address, proxy_port, \
+     resync_event";
 
 macro_rules! device_template_from_row {
     ($row:expr) => {{
@@ -49,6 +50,7 @@ macro_rules! device_template_from_row {
                     registrar_port: port(col!(r, "registrar_port"), "registrar_port")?,
                     proxy_address: col!(r, "proxy_address"),
                     proxy_port: port(col!(r, "proxy_port"), "proxy_port")?,
+                    resync_event: col!(r, "resync_event"),
                 },
             })
         })()
@@ -204,6 +206,7 @@ macro_rules! bind_device_template {
             .bind(i64::from($new.registrar_port))
             .bind($new.proxy_address.as_deref())
             .bind(i64::from($new.proxy_port))
+            .bind($new.resync_event.as_deref())
     };
 }
 
@@ -333,8 +336,8 @@ impl Store {
                 "INSERT INTO device_templates (name, description_pattern, device_pool, \
                  security_transport, security_digest, security_tls, line_keys, speed_dials, \
                  locale, timezone, ntp_server, registrar_address, registrar_port, proxy_address, \
-                 proxy_port) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 $14, $15) RETURNING id",
+                 proxy_port, resync_event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12, $13, $14, $15, $16) RETURNING id",
             );
             let id: i64 = bind_device_template!(query, new, speed_dials)
                 .fetch_one(&mut *tx)
@@ -370,7 +373,7 @@ impl Store {
                  device_pool = $4, security_transport = $5, security_digest = $6, \
                  security_tls = $7, line_keys = $8, speed_dials = $9, locale = $10, \
                  timezone = $11, ntp_server = $12, registrar_address = $13, registrar_port = $14, \
-                 proxy_address = $15, proxy_port = $16 WHERE id = $1",
+                 proxy_address = $15, proxy_port = $16, resync_event = $17 WHERE id = $1",
             )
             .bind(id);
             bind_device_template!(query, new, speed_dials)
@@ -685,8 +688,8 @@ macro_rules! device_template_in_tx {
         let row = sqlx::query(
             "SELECT id, name, description_pattern, device_pool, security_transport, \
              security_digest, security_tls, line_keys, speed_dials, locale, timezone, \
-             ntp_server, registrar_address, registrar_port, proxy_address, proxy_port \
-             FROM device_templates WHERE id = $1",
+             ntp_server, registrar_address, registrar_port, proxy_address, proxy_port, \
+             resync_event FROM device_templates WHERE id = $1",
         )
         .bind($id)
         .fetch_optional(&mut *$tx)
@@ -800,6 +803,12 @@ pub(super) fn validate_call_limits(max_calls: u32, busy_trigger: u32) -> Result<
 
 fn validate_device_template(t: &NewDeviceTemplate) -> Result<(), StoreError> {
     validate_name(&t.name)?;
+    if let Some(ev) = &t.resync_event {
+        crate::provisioning::resync::validate_override(ev).map_err(|e| StoreError::Invalid {
+            field: "resync_event",
+            message: e.to_string(),
+        })?;
+    }
     pattern("description_pattern", &t.description_pattern)?;
     validate_text("device_pool", &t.device_pool, true)?;
     if t.security.tls && t.security.transport != Transport::Tls {

@@ -181,6 +181,14 @@ impl Endpoint {
             .unwrap_or_default()
     }
 
+    /// As [`Endpoint::contacts`], with the Call-ID of each binding's REGISTER.
+    pub fn registrations(&self, account_id: i64) -> Vec<super::super::registrar::Registration> {
+        self.registrar
+            .as_ref()
+            .map(|r| r.registrations(account_id))
+            .unwrap_or_default()
+    }
+
     /// Live bindings in the whole table.
     pub fn binding_count(&self) -> usize {
         self.registrar.as_ref().map_or(0, |r| r.binding_count())
