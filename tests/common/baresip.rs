@@ -18,6 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The account of [`Baresip::start`]: a From identity and codecs, no registration.
+const NO_REGISTRATION: &str =
+    "<sip:e2e-baresip@127.0.0.1>;regint=0;audio_codecs=PCMU/8000/1,PCMA/8000/1";
+
 /// How baresip plays what it receives. Notes on the choice are in [`Baresip::start`].
 pub const AUDIO_PLAYER: &str = "aubridge,e2e";
 
@@ -42,6 +46,7 @@ fn write_config(
     rtp_base: u16,
     source: &Path,
     snd: &Path,
+    account: &str,
 ) {
     // Why aubridge as the player: baresip needs an audio player for the call's audio to start.
     // ALSA's `null` device is not paced, so its thread would spin and starve this 2-core box;
@@ -83,15 +88,27 @@ fn write_config(
         rtp_end = rtp_base + 9,
     );
     std::fs::write(dir.join("config"), config).expect("write baresip config");
-    // No registration (regint=0): the account only gives the From identity and codecs.
-    let account = "<sip:e2e-baresip@127.0.0.1>;regint=0;audio_codecs=PCMU/8000/1,PCMA/8000/1\n";
-    std::fs::write(dir.join("accounts"), account).expect("write baresip accounts");
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("write baresip accounts");
     std::fs::write(dir.join("contacts"), "").expect("write baresip contacts");
 }
 
 impl Baresip {
     /// Starts baresip with `audio_source` (an 8 kHz mono 16-bit WAV) as its microphone.
     pub fn start(workdir: &Path, audio_source: &Path) -> Baresip {
+        // No registration (regint=0): the account only gives the From identity and codecs.
+        Self::launch(workdir, audio_source, NO_REGISTRATION, false)
+    }
+
+    /// Like [`Baresip::start`] with `account_line` as the only line of the `accounts` file
+    /// (e.g. `<sip:2000@127.0.0.1:5060>;auth_user=..;auth_pass=..;regint=60;...`), so baresip
+    /// registers like a real phone. `sip_listen` is known only inside: the line cannot name
+    /// it, and need not. The SIP trace (`-s`) goes to the log, line-buffered, so a test
+    /// can check what baresip sent and received.
+    pub fn start_with_account(workdir: &Path, audio_source: &Path, account_line: &str) -> Baresip {
+        Self::launch(workdir, audio_source, account_line, true)
+    }
+
+    fn launch(workdir: &Path, audio_source: &Path, account: &str, sip_trace: bool) -> Baresip {
         let exe = require_tool("baresip", "baresip");
         let config_dir = workdir.join("baresip");
         let snd_path = workdir.join("baresip-snd");
@@ -107,14 +124,25 @@ impl Baresip {
             rtp_base,
             audio_source,
             &snd_path,
+            account,
         );
         let log_path = workdir.join("baresip.log");
         let log = std::fs::File::create(&log_path).expect("create baresip log");
         let log2 = log.try_clone().expect("clone log handle");
-        let child = Command::new(exe)
-            .arg("-f")
-            .arg(&config_dir)
-            .arg("-v")
+        let mut cmd = if sip_trace {
+            // stdout is a file, so fully buffered: line buffering (coreutils' stdbuf) lets a
+            // test read a SIP message from the log as soon as baresip has handled it.
+            let mut c = Command::new("stdbuf");
+            c.arg("-oL").arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.arg("-f").arg(&config_dir).arg("-v");
+        if sip_trace {
+            cmd.arg("-s");
+        }
+        let child = cmd
             .current_dir(workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
