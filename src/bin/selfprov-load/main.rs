@@ -687,6 +687,10 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
         let deadline = t0 + TICK * tick as u32;
         if deadline > Instant::now() {
             tokio::time::sleep_until(deadline.into()).await;
+        } else {
+            // Catching up: still let the receive tasks and the SIP socket run between ticks, or
+            // a late wheel would starve them and make itself later.
+            tokio::task::yield_now().await;
         }
         let now = Instant::now();
         let mut e = engine.borrow_mut();
