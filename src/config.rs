@@ -90,8 +90,10 @@ pub struct RegistrarConfig {
     /// Lifetime of a digest nonce; an older one is answered with `stale=true`.
     pub nonce_lifetime_secs: u64,
     /// Digest algorithms offered, one challenge each, in this order (RFC 8760: a client answers
-    /// the first it supports). `SHA-256`, `MD5`, `SHA-512-256`. Clients that read only the first
-    /// challenge and know only MD5 (SIPp 3.6, some old phone firmware) need `MD5` first.
+    /// the first it supports): `SHA-256`, `MD5`, `SHA-512-256`. The default is `["MD5"]`
+    /// because MD5-only clients do not all skip a challenge they cannot answer: baresip's libre
+    /// (before re 3.12) gives up on the whole 401 when any challenge is not MD5, SIPp 3.6 takes
+    /// the first. Add `SHA-256` (first) when every phone on the network supports it.
     pub digest_algorithms: Vec<String>,
 }
 
@@ -105,7 +107,7 @@ impl Default for RegistrarConfig {
             max_expires_secs: 3600,
             default_expires_secs: 3600,
             nonce_lifetime_secs: 300,
-            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            digest_algorithms: vec!["MD5".into()],
         }
     }
 }
@@ -220,8 +222,13 @@ pub struct IvrConfig {
     pub first_digit_timeout_ms: u64,
     pub inter_digit_timeout_ms: u64,
     pub max_attempts: u32,
-    /// Language pack used for prompts.
-    pub language: String,
+    /// The IVR languages (pack tags under `langpacks.dir`), highest priority first, at most 9:
+    /// with two or more, calls start with a language menu. A self-provisioning setting like
+    /// `extensions`: when set here it is written to the stored settings at start-up; unset,
+    /// the stored `languages` apply (a new store: `["en-US"]`).
+    pub languages: Option<Vec<String>>,
+    /// One language: the same as `languages = [language]` (kept for existing config files).
+    pub language: Option<String>,
 }
 
 impl Default for IvrConfig {
@@ -233,7 +240,8 @@ impl Default for IvrConfig {
             first_digit_timeout_ms: 10_000,
             inter_digit_timeout_ms: 5_000,
             max_attempts: 3,
-            language: "en-US".into(),
+            languages: None,
+            language: None,
         }
     }
 }
@@ -411,6 +419,20 @@ impl Config {
                 "ivr.first_digit_timeout_ms",
                 "digit timeouts must be above 0".into(),
             );
+        }
+        if self.ivr.languages.is_some() && self.ivr.language.is_some() {
+            return invalid(
+                "ivr.language",
+                "set either ivr.languages or ivr.language, not both".into(),
+            );
+        }
+        if let Some(langs) = &self.ivr.languages {
+            if langs.is_empty() || langs.len() > 9 {
+                return invalid(
+                    "ivr.languages",
+                    format!("{} languages: give 1 to 9 pack tags", langs.len()),
+                );
+            }
         }
         if self.ivr.max_attempts == 0 {
             return invalid("ivr.max_attempts", "must be at least 1".into());

@@ -62,6 +62,7 @@ const ISSUE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/selfprov/settings"),
     ("PUT", "/selfprov/settings"),
     ("GET", "/audit"),
+    ("POST", "/langpacks/reload"),
 ];
 
 /// Issue routes not served yet: their store methods have not landed. Each must NOT be served

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod devices;
 pub mod error;
+pub mod langpacks;
 pub mod lines;
 pub mod list;
 pub mod schema;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub store: Store,
     /// Queues a device's resync NOTIFY in the running server; None in the CLI (no SIP there).
     pub resync: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
+    /// Asks the running server to reload its language packs; None in the CLI.
+    pub reload: Option<crate::server::prompts::ReloadSender>,
 }
 
 impl ApiState {
@@ -51,12 +54,19 @@ impl ApiState {
         ApiState {
             store,
             resync: None,
+            reload: None,
         }
     }
 
     /// The state of the server's API: resyncs go to the server's resync task.
     pub fn with_resync(mut self, resync: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
         self.resync = Some(resync);
+        self
+    }
+
+    /// The state of the server's API: `POST /langpacks/reload` reaches the server's packs.
+    pub fn with_reload(mut self, reload: crate::server::prompts::ReloadSender) -> Self {
+        self.reload = Some(reload);
         self
     }
 
@@ -204,6 +214,7 @@ fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         ))
         .routes(routes!(devices::resync_device))
         .routes(routes!(devices::autoprov_device))
+        .routes(routes!(langpacks::reload_langpacks))
         .routes(routes!(
             templates::list_device_templates,
             templates::create_device_template

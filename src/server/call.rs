@@ -7,7 +7,8 @@ use super::sip_task::SipCommand;
 use super::Services;
 use crate::config::AuthMode;
 use crate::ivr::{
-    self, Action, AuthMethod, AuthOutcome, Event, Ivr, IvrSettings, ProvisionError, UserInfo,
+    self, Action, AuthMethod, AuthOutcome, CallAction, Event, Ivr, IvrSettings, Language,
+    LanguageOptions, ProvisionError, UserInfo,
 };
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::info::parse_info_body;
@@ -297,7 +298,22 @@ impl Call {
             max_digits: 20,
         };
         let inactivity = Duration::from_millis(cfg.rtp.inactivity_timeout_ms);
-        let mut ivr = Ivr::new(settings);
+        // The packs in service now: kept for the whole call, whatever a reload does meanwhile.
+        let sets = self.services.prompts.current();
+        let languages: Vec<Language> = sets
+            .iter()
+            .map(|s| Language::new(s.language.clone(), s.readback()))
+            .collect();
+        let preset = self.preset_language().await;
+        let mut ivr =
+            match Ivr::with_languages(settings.clone(), LanguageOptions { languages, preset }) {
+                Ok(ivr) => ivr,
+                Err(e) => {
+                    tracing::warn!(error = %e, "language list unusable; the default language only");
+                    Ivr::new(settings)
+                }
+            };
+        let mut lang = sets.default_set();
         let ptime = Duration::from_millis(u64::from(media.ptime));
         let mut playout = Playout::new(media.codec, media.ptime);
         let mut sender = RtpSender::new();
@@ -314,14 +330,33 @@ impl Call {
         let mut hangup_at: Option<Instant> = None;
         let mut media = media;
 
-        let mut actions = ivr.handle(Event::Start);
+        let mut actions = ivr.handle_call(Event::Start);
         loop {
             // Apply what the IVR asked for.
             for action in actions.drain(..) {
+                let action = match action {
+                    CallAction::Ivr(a) => a,
+                    CallAction::SetLanguage(tag) => {
+                        match sets.get(&tag) {
+                            Some(s) => {
+                                tracing::info!(language = %tag, "caller's language");
+                                lang = s;
+                            }
+                            None => {
+                                tracing::error!(language = %tag, "no pack for the chosen language")
+                            }
+                        }
+                        continue;
+                    }
+                    CallAction::PlayMixed(list) => {
+                        playout.play(list.iter().filter_map(|(tag, id)| sets.prompt(tag, id)));
+                        continue;
+                    }
+                };
                 match action {
                     Action::Play(ids) => {
                         let prompts = ids.iter().filter_map(|id| {
-                            let p = self.services.prompts.get(id);
+                            let p = lang.get(id);
                             if p.is_none() {
                                 tracing::error!(
                                     prompt = id,
@@ -365,7 +400,7 @@ impl Call {
                         Some(CallEvent::Info { content_type, body }) => {
                             if let Some(d) = parse_info_body(&content_type, &body) {
                                 tracing::debug!("DTMF via SIP INFO");
-                                actions = ivr.handle(Event::Digit(d));
+                                actions = ivr.handle_call(Event::Digit(d));
                             }
                         }
                         Some(CallEvent::ReInvite { offer }) => {
@@ -396,7 +431,7 @@ impl Call {
                     }
                 }
                 Some(ev) = self.results_rx.recv() => {
-                    actions = ivr.handle(ev);
+                    actions = ivr.handle_call(ev);
                 }
                 _ = tokio::time::sleep_until(send_deadline), if sending => {
                     let due = pacer.catch_up_detailed(Instant::now().into_std());
@@ -423,7 +458,7 @@ impl Call {
                             pacer.tick();
                         }
                         if finished {
-                            actions.extend(ivr.handle(Event::PlaybackFinished));
+                            actions.extend(ivr.handle_call(Event::PlaybackFinished));
                         }
                     }
                 }
@@ -444,7 +479,7 @@ impl Call {
                     if Some(pkt.pt) == media.te_pt() {
                         if let Some(d) = rfc4733.on_rtp(&pkt, pkt.pt) {
                             tracing::debug!("DTMF via RFC 4733");
-                            actions = ivr.handle(Event::Digit(d));
+                            actions = ivr.handle_call(Event::Digit(d));
                         }
                     } else if pkt.pt == media.codec.payload_type() {
                         if let Some(det) = inband.as_mut() {
@@ -452,19 +487,19 @@ impl Call {
                             media.codec.decode(pkt.payload, &mut pcm_scratch);
                             if let Some(d) = det.process(&pcm_scratch) {
                                 tracing::debug!("DTMF in-band");
-                                actions = ivr.handle(Event::Digit(d));
+                                actions = ivr.handle_call(Event::Digit(d));
                             }
                         }
                     }
                 }
                 _ = sleep_until_opt(ivr_deadline) => {
                     ivr_deadline = None;
-                    actions = ivr.handle(Event::Timeout);
+                    actions = ivr.handle_call(Event::Timeout);
                 }
                 _ = tokio::time::sleep_until(last_rx + inactivity), if hangup_at.is_none() && media.direction.receives() => {
                     tracing::warn!(seconds = inactivity.as_secs(), "no RTP from the caller; hanging up (rtp.inactivity_timeout_ms)");
-                    actions = ivr.handle(Event::HangUp);
-                    actions.push(Action::HangUp);
+                    actions = ivr.handle_call(Event::HangUp);
+                    actions.push(CallAction::Ivr(Action::HangUp));
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)), if hangup_at.is_some() => {}
             }
@@ -516,7 +551,7 @@ impl Call {
 
     async fn finish(&mut self, ivr: &mut Ivr, reason: EndReason) {
         if !ivr.is_finished() {
-            let _ = ivr.handle(Event::HangUp);
+            let _ = ivr.handle_call(Event::HangUp);
         }
         let outcome = ivr.outcome();
         tracing::info!(?reason, ?outcome, "call ended");
@@ -689,6 +724,22 @@ impl Call {
             }
             .instrument(span),
         );
+    }
+}
+
+impl Call {
+    /// The language of the phone's device template, when the phone is known and has one (a
+    /// phone being re-provisioned): it skips the language menu. Guests have no template yet.
+    async fn preset_language(&self) -> Option<String> {
+        let store = &self.services.store;
+        let mac = self.identity.mac.as_deref()?;
+        let device = store.find_device_by_mac(mac).await.ok().flatten()?;
+        let template = store
+            .get_device_template(device.template_id?)
+            .await
+            .ok()
+            .flatten()?;
+        Some(template.spec.locale)
     }
 }
 

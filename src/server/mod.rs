@@ -10,6 +10,7 @@
 
 pub mod call;
 pub mod playout;
+pub mod prompts;
 pub mod resync;
 pub mod rtp_ports;
 pub mod settings;
@@ -17,7 +18,6 @@ pub mod sip_task;
 pub mod tcp;
 
 use crate::config::{Config, LogConfig};
-use crate::langpack::{Catalogue, PromptSet};
 use crate::store::Store;
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
@@ -44,7 +44,8 @@ pub fn init_logging(log: &LogConfig) {
 pub struct Services {
     pub config: Config,
     pub store: Store,
-    pub prompts: Arc<PromptSet>,
+    /// The language packs in service (a call keeps the ones it started with).
+    pub prompts: prompts::Prompts,
     pub rtp_ports: rtp_ports::RtpPorts,
     /// The self-provisioning settings, kept current from the store.
     pub settings: tokio::sync::watch::Receiver<Arc<settings::IvrRuntime>>,
@@ -64,24 +65,6 @@ impl Services {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let catalogue_path = config.langpacks.catalogue.clone();
-    let packs_dir = config.langpacks.dir.clone();
-    let language = config.ivr.language.clone();
-    let prompts = tokio::task::spawn_blocking(move || -> anyhow::Result<PromptSet> {
-        let catalogue = Catalogue::load(&catalogue_path).with_context(|| {
-            format!("loading the prompt catalogue {}", catalogue_path.display())
-        })?;
-        let set = PromptSet::load_tag(&packs_dir, &language, &catalogue).with_context(|| {
-            format!(
-                "loading language pack {language:?} from {} (config keys langpacks.dir, ivr.language)",
-                packs_dir.display()
-            )
-        })?;
-        Ok(set)
-    })
-    .await??;
-    tracing::info!(language = %prompts.language, "prompts loaded and encoded");
-
     let store = Store::open(&config.store.url).await.with_context(|| {
         format!(
             "opening the store at {} (config key store.url)",
@@ -90,6 +73,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     settings::apply_config(&store, &config.ivr).await?;
     let settings = settings::watch(store.clone()).await?;
+    let languages = settings.borrow().languages.clone();
+    let prompts = prompts::Prompts::load(
+        config.langpacks.dir.clone(),
+        config.langpacks.catalogue.clone(),
+        languages,
+    )
+    .await?;
+    tracing::info!(
+        packs = %prompts::summary(&prompts.current()),
+        "prompts loaded and encoded"
+    );
 
     let (udp, tcp) = bind_sip(config.sip.listen).await?;
     let local = udp.local_addr()?;
@@ -113,11 +107,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config,
         store,
         settings,
-        prompts: Arc::new(prompts),
+        prompts,
         media_ip,
         resync: resync_tx,
     });
     let (sip_cmd_tx, sip_cmd_rx) = sip_task::channel();
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
 
     let http = TcpListener::bind(services.config.http.listen)
         .await
@@ -130,7 +125,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let http_addr = http.local_addr()?;
     let api = tokio::spawn(crate::api::serve(
         http,
-        crate::api::ApiState::new(services.store.clone()).with_resync(services.resync.clone()),
+        crate::api::ApiState::new(services.store.clone())
+            .with_resync(services.resync.clone())
+            .with_reload(reload_tx),
     ));
 
     let prov_listener = TcpListener::bind(services.config.provisioning.http_listen)
@@ -156,6 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%local, %advertised, "SIP listening (udp+tcp)");
 
     tokio::spawn(resync::run(services.clone(), sip_cmd_tx.clone(), resync_rx));
+    tokio::spawn(reload_loop(services.clone(), reload_rx));
     let sip = tokio::spawn(sip_task::run(
         services.clone(),
         udp,
@@ -181,6 +179,62 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reloads the language packs on SIGHUP, on an API request, and when the stored languages
+/// change. A failed reload is logged (and answered to the API) and the packs in service stay.
+async fn reload_loop(
+    services: Arc<Services>,
+    mut api: tokio::sync::mpsc::UnboundedReceiver<prompts::ReloadRequest>,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut settings = services.settings.clone();
+    let mut languages = settings.borrow().languages.clone();
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<Option<()>>();
+        let (why, reply) = tokio::select! {
+            Some(()) = sighup => ("SIGHUP", None),
+            Some(reply) = api.recv() => ("API request", Some(reply)),
+            Ok(()) = settings.changed() => {
+                let now = settings.borrow_and_update().languages.clone();
+                if now == languages {
+                    continue;
+                }
+                languages = now;
+                ("the stored languages changed", None)
+            }
+            else => return,
+        };
+        let tags = settings.borrow().languages.clone();
+        let result = services
+            .prompts
+            .reload(tags)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        match &result {
+            Ok(summary) => {
+                tracing::info!(reason = why, packs = %summary, "language packs reloaded")
+            }
+            Err(e) => tracing::error!(
+                reason = why,
+                error = %e,
+                "language pack reload refused; the packs in service stay. Fix the pack (`selfprov \
+                 langpack check DIR`) and reload again"
+            ),
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 /// The provisioning server's state: templates (with the admin's overrides), selfprov's SIP

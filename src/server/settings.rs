@@ -29,6 +29,10 @@ pub struct IvrRuntime {
     pub admin_code_hash: Option<String>,
     pub extensions: Vec<String>,
     pub allow_admin_takeover: bool,
+    /// IVR languages (pack tags), highest priority first.
+    pub languages: Vec<String>,
+    /// The autoregistration device template (its locale presets the language of guests).
+    pub autoreg_device_template_id: Option<i64>,
 }
 
 impl std::fmt::Debug for IvrRuntime {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for IvrRuntime {
             .field("has_admin_code", &self.admin_code_hash.is_some())
             .field("extensions", &self.extensions)
             .field("allow_admin_takeover", &self.allow_admin_takeover)
+            .field("languages", &self.languages)
             .finish()
     }
 }
@@ -53,6 +58,8 @@ impl IvrRuntime {
             admin_code_hash: s.admin_code_hash.clone().filter(|h| !h.is_empty()),
             extensions: s.ivr_extensions.clone(),
             allow_admin_takeover: s.allow_admin_takeover,
+            languages: s.languages.clone(),
+            autoreg_device_template_id: s.autoreg_device_template_id,
         })
     }
 }
@@ -75,6 +82,16 @@ pub async fn apply_config(store: &Store, ivr: &IvrConfig) -> anyhow::Result<()> 
         if &s.ivr_extensions != exts {
             s.ivr_extensions = exts.clone();
             changed.push("ivr.extensions");
+        }
+    }
+    let languages = ivr
+        .languages
+        .clone()
+        .or_else(|| ivr.language.clone().map(|l| vec![l]));
+    if let Some(langs) = languages {
+        if s.languages != langs {
+            s.languages = langs;
+            changed.push("ivr.languages");
         }
     }
     if let Some(code) = &ivr.admin_auth_code {
