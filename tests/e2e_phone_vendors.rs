@@ -572,6 +572,13 @@ fn phone_life(phone: &Phone) -> Life {
         device.raw
     );
 
+    assert_eq!(
+        device.state.as_deref(),
+        Some("provisioning"),
+        "bound, told to resync, not yet fetched: {:#}",
+        device.raw
+    );
+
     // 5. The new config, from where the guest config said (Cisco: the bare path, from the
     // address it registered from).
     let prefix = match &guest.next_url {
@@ -590,6 +597,16 @@ fn phone_life(phone: &Phone) -> Life {
         }
     };
     let provisioned = (phone.read)(&server, phone, &prefix);
+    // Why the server handed the file over: the key, or (Cisco) the registered address.
+    let access = if prefix.is_empty() { "SourceIp" } else { "Key" };
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("outcome=\"provisioned-config\"")
+                && l.contains(&format!("access={access}"))),
+        "served as a provisioned file with access={access}:\n{}",
+        common::tail(&log, 60)
+    );
     let a = &provisioned.account;
     check_points_at_server(&server, a, "provisioned config");
     assert_eq!(a.number, "1001", "jdoe's line: {a:?}");
