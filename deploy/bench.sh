@@ -36,6 +36,15 @@ LOG_LEVEL=${LOG_LEVEL:-info}
 if [ -z "${NICE:-}" ]; then
     if [ "$(id -u)" = 0 ]; then NICE=-5; else NICE=0; fi
 fi
+# PIN_CPUS=1 (default with 2+ cores and taskset): the server on CPU 0, the load generator on CPU 1,
+# as the targets assume (the server in one core, the other left to the load and the kernel).
+PIN_CPUS=${PIN_CPUS:-1}
+SERVER_CPU=()
+LOAD_CPU=()
+if [ "$PIN_CPUS" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    SERVER_CPU=(taskset -c 0)
+    LOAD_CPU=(taskset -c 1)
+fi
 
 need=$(( $(echo "$CALLS $PROVISION_CALLS" | tr ' ' '\n' | sort -n | tail -1) * 2 + 200 ))
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
@@ -100,7 +109,7 @@ seed_users() {
 }
 
 start_server() {
-    nice -n "$NICE" "$SELFPROV" serve --config "$WORK/selfprov.toml" \
+    nice -n "$NICE" "${SERVER_CPU[@]}" "$SELFPROV" serve --config "$WORK/selfprov.toml" \
         >"$WORK/server.out" 2>"$WORK/server.err" &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
@@ -134,13 +143,14 @@ run_load() {
         | tee -a "$RESULTS.txt" >&2
     local out
     # Exit status 1 means some calls failed: still a result to record.
-    out=$(nice -n "$NICE" "$LOAD" --target "$SIP" --server-pid "$SERVER_PID" --label "$label" "$@") || [ $? = 1 ]
+    out=$(nice -n "$NICE" "${LOAD_CPU[@]}" "$LOAD" --target "$SIP" --server-pid "$SERVER_PID" --label "$label" "$@") || [ $? = 1 ]
     echo "$out" | sed '$d' | tee -a "$RESULTS.txt" >&2
     echo "$out" | tail -1 >>"$RESULTS"
 }
 
 mkdir -p "$(dirname "$RESULTS")"
-echo "# $(date -u +%FT%TZ) $(machine) USERS=$USERS" | tee -a "$RESULTS.txt" >&2
+echo "# $(date -u +%FT%TZ) $(machine) USERS=$USERS NICE=$NICE CPUS=${SERVER_CPU[*]:-any}" \
+    | tee -a "$RESULTS.txt" >&2
 
 write_config secure-users 600000
 seed_users
