@@ -45,6 +45,19 @@ impl FileKind {
         }
     }
 
+    /// Whether the file carries the phone's SIP accounts: fetching it is what "the phone has
+    /// its new config" means (a Polycom master file or directory alone does not count).
+    pub fn holds_credentials(&self) -> bool {
+        matches!(
+            self,
+            FileKind::CiscoDevice
+                | FileKind::YealinkDevice
+                | FileKind::PolycomUser
+                | FileKind::GrandstreamDevice
+                | FileKind::SnomDevice
+        )
+    }
+
     /// Whether the file is specific to one phone (and so holds its SIP credentials).
     pub fn is_per_device(&self) -> bool {
         !matches!(
