@@ -3,7 +3,7 @@
 //!
 //! From the load generator's JSON line: every call attempted and answered, none failed, every
 //! call ended by our BYE at the end of the hold, the server's RTP received at 50 packets a
-//! second with no loss, every scripted key sent, the server's CPU and RSS read from `/proc`.
+//! second with no loss and (almost) no packet skipped by its pacer, every scripted key sent, the server's CPU and RSS read from `/proc`.
 //! From the server's debug log: each call's keys were recognised once each (the RFC 4733
 //! stream the load generator writes is one the IVR understands, audio and events interleaved).
 
@@ -106,6 +106,10 @@ fn concurrent_calls_with_rfc4733_keys() {
     // Four seconds of hold: at least ~3.5 s of packets per call.
     assert!(n("rtp_received") >= (CALLS * 175) as f64, "{ctx}");
     assert_eq!(n("rtp_lost"), 0.0, "loopback loses nothing: {ctx}");
+    assert!(
+        n("rtp_sender_skipped_percent") <= 2.0,
+        "the server keeps its 20 ms clock (packets skipped by its pacer): {ctx}"
+    );
     let dev = &r["rtp_deviation"];
     assert!(
         dev["samples"].as_u64().unwrap_or(0) >= (CALLS * 170) as u64

@@ -62,6 +62,9 @@ pub struct Report {
     pub rtp_received: u64,
     pub rtp_lost: u64,
     pub rtp_loss_percent: f64,
+    /// Packets the server skipped (its timestamps jumped ahead of its sequence numbers).
+    pub rtp_sender_skipped: u64,
+    pub rtp_sender_skipped_percent: f64,
     /// Mean packets per second per answered call (first to last packet).
     pub rtp_pps_mean: Option<f64>,
     pub rtp_pps_min: Option<f64>,
@@ -99,7 +102,7 @@ pub fn build(
     let (failed_by_reason, ended_by) = tally(ends.iter().copied());
     let answered: Vec<_> = e.calls.iter().filter(|c| c.answered_at.is_some()).collect();
     let deviation = e.deviation.borrow();
-    let (mut received, mut lost, mut expected) = (0u64, 0u64, 0u64);
+    let (mut received, mut lost, mut expected, mut skipped) = (0u64, 0u64, 0u64, 0u64);
     let mut pps = Vec::new();
     let mut without_rtp = 0;
     for c in &answered {
@@ -107,6 +110,7 @@ pub fn build(
         received += rx.received;
         lost += rx.lost();
         expected += rx.expected();
+        skipped += rx.sender_skipped;
         match (rx.first_at, rx.last_at) {
             (Some(a), Some(b)) if b > a => {
                 pps.push((rx.received.saturating_sub(1)) as f64 / (b - a).as_secs_f64())
@@ -190,6 +194,12 @@ pub fn build(
         } else {
             0.0
         },
+        rtp_sender_skipped: skipped,
+        rtp_sender_skipped_percent: if expected + skipped > 0 {
+            skipped as f64 * 100.0 / (expected + skipped) as f64
+        } else {
+            0.0
+        },
         rtp_pps_mean: mean(&pps),
         rtp_pps_min: pps.iter().copied().reduce(f64::min),
         calls_without_rtp: without_rtp,
@@ -257,10 +267,12 @@ impl Report {
         let _ = writeln!(t, "  RTP jitter    {}", pct(&self.rtp_deviation));
         let _ = writeln!(
             t,
-            "  RTP           received {}  lost {} ({:.3}%)  pps/call mean {} min {}  calls without RTP {}  sent {}",
+            "  RTP           received {}  lost {} ({:.3}%)  skipped by the server {} ({:.3}%)  pps/call mean {} min {}  calls without RTP {}  sent {}",
             self.rtp_received,
             self.rtp_lost,
             self.rtp_loss_percent,
+            self.rtp_sender_skipped,
+            self.rtp_sender_skipped_percent,
             opt(self.rtp_pps_mean, 1),
             opt(self.rtp_pps_min, 1),
             self.calls_without_rtp,

@@ -102,6 +102,9 @@ impl Histogram {
     }
 }
 
+/// RTP timestamp units per 20 ms G.711 packet.
+const SAMPLES_PER_PACKET: u32 = 160;
+
 /// What one call's RTP receiver saw.
 #[derive(Debug, Default)]
 pub struct RxStats {
@@ -114,6 +117,12 @@ pub struct RxStats {
     pub reordered: u64,
     /// Datagrams that are not RTP.
     pub not_rtp: u64,
+    /// 20 ms packets the sender skipped: between two in-order audio packets the RTP timestamp
+    /// moved on by more than 160 per sequence step (a sender that fell behind and kept its clock,
+    /// which the sequence numbers do not show as loss; the listener hears a gap).
+    pub sender_skipped: u64,
+    /// (payload type, timestamp) of the newest in-order packet.
+    last_pt_ts: Option<(u8, u32)>,
     ssrc: Option<u32>,
     seq: SeqTracker,
     first_ext: Option<u64>,
@@ -152,8 +161,22 @@ impl RxStats {
             SeqStatus::First => {
                 self.first_ext = self.seq.highest_extended();
                 self.last = Some(at);
+                self.last_pt_ts = Some((p.pt, p.timestamp));
             }
             SeqStatus::Newer { gap } => {
+                let steps = u32::from(gap) + 1;
+                if let Some((pt, ts)) = self.last_pt_ts {
+                    // Audio to audio only (events keep their start timestamp).
+                    if pt == p.pt && (pt == 0 || pt == 8) {
+                        let ts_step = p.timestamp.wrapping_sub(ts);
+                        // A backwards or absurd jump (> 10 s) is a new timeline, not skips.
+                        if ts_step < 80_000 {
+                            let packets = ts_step / SAMPLES_PER_PACKET;
+                            self.sender_skipped += u64::from(packets.saturating_sub(steps));
+                        }
+                    }
+                }
+                self.last_pt_ts = Some((p.pt, p.timestamp));
                 if let Some(prev) = self.last {
                     let expected = interval * (u32::from(gap) + 1);
                     let gap_t = at.saturating_duration_since(prev);
@@ -273,7 +296,11 @@ mod tests {
     }
 
     fn pkt(seq: u16, ssrc: u32) -> Vec<u8> {
-        let mut s = selfprov::media::rtp::RtpSender::with_initial(ssrc, seq, 0);
+        pkt_ts(seq, ssrc, u32::from(seq.wrapping_add(2)) * 160)
+    }
+
+    fn pkt_ts(seq: u16, ssrc: u32, ts: u32) -> Vec<u8> {
+        let mut s = selfprov::media::rtp::RtpSender::with_initial(ssrc, seq, ts);
         let mut out = Vec::new();
         s.build(0, false, &[0xFF; 160], &mut out);
         out
@@ -313,6 +340,22 @@ mod tests {
         assert_eq!(dev.max_us(), Some(1000));
         assert_eq!(dev.percentile_us(0.5), Some(0));
         assert_eq!(dev.percentile_us(0.75), Some(1000));
+        assert_eq!(rx.sender_skipped, 0, "sequence gaps are loss, not skips");
+    }
+
+    #[test]
+    fn sender_skips_from_timestamps() {
+        let iv = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut rx = RxStats::default();
+        let mut dev = Histogram::default();
+        // seq 10..12 at ts 0,160,320; seq 13 at ts 960 (3 packets skipped); seq 15 at 1440
+        // (one lost, one more skipped... 1440-960 = 3 packets over 2 steps: 1 skipped).
+        for (seq, ts) in [(10u16, 0u32), (11, 160), (12, 320), (13, 960), (15, 1440)] {
+            rx.on_datagram(&pkt_ts(seq, 1, ts), t0, iv, &mut dev);
+        }
+        assert_eq!(rx.sender_skipped, 4);
+        assert_eq!(rx.lost(), 1);
     }
 
     #[test]
