@@ -1,6 +1,7 @@
 //! A minimal SIP user agent client over UDP, written by hand for the media tests, with RTP
-//! endpoints that record every packet they receive (arrival time, source, header fields) and
-//! senders that pace PCMU silence on a drift-free 20 ms clock.
+//! endpoints that record every packet they receive (arrival time, source, header fields,
+//! payload bytes) and senders that pace PCMU silence on a drift-free 20 ms clock and can type
+//! keys as RFC 4733 telephone-events in that same stream ([`RtpSender::send_key`]).
 //!
 //! Why not SIPp: the media tests must see every RTP packet the server sends (SSRC, sequence
 //! numbers, timestamps, marker, arrival times), send RTP from a socket other than the one the
@@ -569,6 +570,8 @@ pub struct RtpRx {
     /// Payload length (after a header without CSRCs or extension, as the server sends).
     pub payload_len: usize,
     pub header_len: usize,
+    /// The payload bytes (after the header; padding, which the server never sends, included).
+    pub payload: Vec<u8>,
 }
 
 fn parse_rtp(data: &[u8], at: Instant, from: SocketAddr) -> Option<RtpRx> {
@@ -594,6 +597,7 @@ fn parse_rtp(data: &[u8], at: Instant, from: SocketAddr) -> Option<RtpRx> {
         ssrc: u32::from_be_bytes([data[8], data[9], data[10], data[11]]),
         payload_len,
         header_len,
+        payload: data.get(header_len..)?.to_vec(),
     })
 }
 
@@ -677,13 +681,55 @@ impl Drop for RtpEndpoint {
     }
 }
 
+/// One RFC 4733 key press queued on an [`RtpSender`].
+#[derive(Debug, Clone, Copy)]
+struct KeyPress {
+    te_pt: u8,
+    event: u8,
+    /// How many 20 ms packets the key is held (the last of them carries the end bit).
+    packets: u32,
+}
+
+/// The key press a sender is in the middle of.
+struct KeyInProgress {
+    key: KeyPress,
+    /// The RTP timestamp of the event's start: every packet of the event carries it.
+    ts: u32,
+    /// Packets of the event sent so far.
+    sent: u32,
+}
+
+/// The end packet of an event is sent three times (RFC 4733 §2.5.1.4).
+const END_PACKETS: u32 = 3;
+
+/// Key presses shared between an [`RtpSender`] and its thread.
+#[derive(Default)]
+struct Keys {
+    queue: VecDeque<KeyPress>,
+    /// When the first packet of each key press left, in order.
+    started: Vec<Instant>,
+    /// Key presses whose last end packet has been sent.
+    done: u32,
+}
+
 /// A paced RTP source (see [`RtpEndpoint::start_sending`]); stops when dropped.
+///
+/// It can also type keys as RFC 4733 telephone-events ([`RtpSender::send_key`]) in the same
+/// stream, as a phone does: same socket, SSRC and sequence numbers; while a key is sent the
+/// event packets take the place of the audio packets.
 pub struct RtpSender {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU32>,
     /// Time of the first and of the last packet sent.
     times: Arc<Mutex<(Option<Instant>, Option<Instant>)>>,
+    keys: Arc<Mutex<Keys>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The RFC 4733 payload (§2.3): event, E bit and volume (10, i.e. -10 dBm0), duration.
+fn event_payload(event: u8, end: bool, duration: u16) -> [u8; 4] {
+    let d = duration.to_be_bytes();
+    [event, if end { 0x80 } else { 0 } | 10, d[0], d[1]]
 }
 
 impl RtpSender {
@@ -691,17 +737,21 @@ impl RtpSender {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU32::new(0));
         let times = Arc::new(Mutex::new((None, None)));
+        let keys: Arc<Mutex<Keys>> = Arc::default();
         let silence = if pt == 8 { 0xD5 } else { 0xFF };
         let ssrc: u32 = rand::random();
         let seq0: u16 = rand::random();
         let ts0: u32 = rand::random();
         let thread = {
-            let (stop, sent, times) = (stop.clone(), sent.clone(), times.clone());
+            let (stop, sent, times, keys) =
+                (stop.clone(), sent.clone(), times.clone(), keys.clone());
             std::thread::spawn(move || {
                 let start = Instant::now();
                 let mut n: u32 = 0;
-                let mut pkt = vec![0u8; 12 + 160];
-                pkt[12..].fill(silence);
+                let mut audio = vec![0u8; 12 + 160];
+                audio[12..].fill(silence);
+                let mut event = [0u8; 12 + 4];
+                let mut current: Option<KeyInProgress> = None;
                 while !stop.load(Ordering::Relaxed) {
                     let due = start + Duration::from_millis(20) * n;
                     let now = Instant::now();
@@ -709,12 +759,45 @@ impl RtpSender {
                         std::thread::sleep(due - now);
                         continue;
                     }
+                    let ts = ts0.wrapping_add(n.wrapping_mul(160));
+                    if current.is_none() {
+                        let mut k = keys.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(key) = k.queue.pop_front() {
+                            k.started.push(Instant::now());
+                            current = Some(KeyInProgress { key, ts, sent: 0 });
+                        }
+                    }
+                    let pkt: &mut [u8] = match current.as_mut() {
+                        Some(kp) => {
+                            let held = kp.key.packets.max(1);
+                            // Updates carry the duration so far; the end packets, the whole.
+                            let units = kp.sent.min(held - 1).saturating_add(1).saturating_mul(160);
+                            let duration = u16::try_from(units).unwrap_or(u16::MAX);
+                            let end = kp.sent + 1 >= held;
+                            event[1] = if kp.sent == 0 { 0x80 } else { 0 } | kp.key.te_pt;
+                            event[4..8].copy_from_slice(&kp.ts.to_be_bytes());
+                            event[12..].copy_from_slice(&event_payload(
+                                kp.key.event,
+                                end,
+                                duration,
+                            ));
+                            kp.sent += 1;
+                            if kp.sent >= held + END_PACKETS - 1 {
+                                current = None;
+                                keys.lock().unwrap_or_else(|e| e.into_inner()).done += 1;
+                            }
+                            &mut event
+                        }
+                        None => {
+                            audio[1] = if n == 0 { 0x80 | pt } else { pt };
+                            audio[4..8].copy_from_slice(&ts.to_be_bytes());
+                            &mut audio
+                        }
+                    };
                     pkt[0] = 0x80;
-                    pkt[1] = if n == 0 { 0x80 | pt } else { pt };
                     pkt[2..4].copy_from_slice(&seq0.wrapping_add(n as u16).to_be_bytes());
-                    pkt[4..8].copy_from_slice(&ts0.wrapping_add(n.wrapping_mul(160)).to_be_bytes());
                     pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
-                    if socket.send_to(&pkt, to).is_ok() {
+                    if socket.send_to(pkt, to).is_ok() {
                         let t = Instant::now();
                         let mut g = times.lock().unwrap_or_else(|e| e.into_inner());
                         g.0.get_or_insert(t);
@@ -729,7 +812,59 @@ impl RtpSender {
             stop,
             sent,
             times,
+            keys,
             thread: Some(thread),
+        }
+    }
+
+    /// Queues a key press sent as RFC 4733 telephone-events with payload type `te_pt`, held
+    /// for `held` (rounded up to 20 ms packets): a start packet with the marker bit, updates
+    /// with the growing duration, then the end packet three times, all with the event's start
+    /// timestamp. Keys are sent one after the other, in order. Panics on a key that is not
+    /// `0`-`9`, `*`, `#`, `A`-`D`.
+    pub fn send_key(&self, te_pt: u8, key: char, held: Duration) {
+        let event = match key.to_ascii_uppercase() {
+            c @ '0'..='9' => c as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            c @ 'A'..='D' => c as u8 - b'A' + 12,
+            other => panic!("{other:?} is not a DTMF key"),
+        };
+        let packets = u32::try_from(held.as_millis().div_ceil(20))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue
+            .push_back(KeyPress {
+                te_pt,
+                event,
+                packets,
+            });
+    }
+
+    /// When the first packet of each key press sent so far left, in order.
+    pub fn keys_started(&self) -> Vec<Instant> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .started
+            .clone()
+    }
+
+    /// Waits (bounded) until `n` key presses have been sent completely (end packets included);
+    /// false on timeout.
+    pub fn wait_keys_sent(&self, n: u32, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.keys.lock().unwrap_or_else(|e| e.into_inner()).done >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
