@@ -7,7 +7,9 @@
 //!
 //! A reload (SIGHUP, `POST /api/v1/langpacks/reload`, or a change of the stored languages)
 //! loads everything again beside the packs in service; only a complete success replaces them.
-//! A broken pack is refused with the loader's message and the old packs stay in service.
+//! A broken pack is refused with the loader's message and the old packs stay in service. A
+//! refused reload after a change of `languages` is not retried by itself: fix the pack, then
+//! SIGHUP or `POST /langpacks/reload` (which load the stored languages of that moment).
 
 use crate::langpack::{Catalogue, PromptSets};
 use anyhow::Context;

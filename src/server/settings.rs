@@ -31,8 +31,6 @@ pub struct IvrRuntime {
     pub allow_admin_takeover: bool,
     /// IVR languages (pack tags), highest priority first.
     pub languages: Vec<String>,
-    /// The autoregistration device template (its locale presets the language of guests).
-    pub autoreg_device_template_id: Option<i64>,
 }
 
 impl std::fmt::Debug for IvrRuntime {
@@ -59,7 +57,6 @@ impl IvrRuntime {
             extensions: s.ivr_extensions.clone(),
             allow_admin_takeover: s.allow_admin_takeover,
             languages: s.languages.clone(),
-            autoreg_device_template_id: s.autoreg_device_template_id,
         })
     }
 }
