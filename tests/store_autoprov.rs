@@ -61,6 +61,7 @@ cases!(
     reset_to_autoprov_gives_a_new_key_and_guest,
     devices_for_account_and_registration_ip,
     device_type_line_limit,
+    registering_with_the_line_account_provisions,
 );
 
 /// With `CI` set: the PostgreSQL cases must run, not be skipped.
@@ -806,4 +807,44 @@ async fn device_type_line_limit(t: &Ctx) {
             .len(),
         8
     );
+}
+
+/// A phone that registers with its new line account has its config even if no fetch was seen.
+async fn registering_with_the_line_account_provisions(t: &Ctx) {
+    let s = &t.store;
+    set_range(s, Some("7000"), Some("7099")).await;
+    let a = s
+        .autoprov_device(&mac(3), "snom", None, None)
+        .await
+        .unwrap();
+    s.add_user(new_user("jdoe", "2001")).await.unwrap();
+    let bound = s
+        .bind_device(&identity(&mac(3)), "jdoe", AuthMethod::Pin)
+        .await
+        .unwrap();
+    assert_eq!(bound.state, DeviceState::Provisioning);
+    // The guest account registering changes no state.
+    let guest = s
+        .find_sip_account(&a.account.auth_username)
+        .await
+        .unwrap()
+        .expect("guest account");
+    s.record_registration(guest.endpoint_id, ip(IP))
+        .await
+        .unwrap();
+    let d = s.get_device(a.device.id).await.unwrap().unwrap();
+    assert_eq!(d.state, DeviceState::Provisioning);
+    // The line account registering does, and releases the guest number.
+    let line = s
+        .get_line(d.lines[0].line_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let ep = line.sip_endpoint_id.expect("the line has an endpoint");
+    s.record_registration(ep, ip("192.0.2.9")).await.unwrap();
+    let d = s.get_device(a.device.id).await.unwrap().unwrap();
+    assert_eq!(d.state, DeviceState::Provisioned);
+    assert_eq!(d.last_ip.as_deref(), Some("192.0.2.9"));
+    assert_eq!(d.autoreg_number, None);
+    assert!(s.guest_account(a.device.id).await.unwrap().is_none());
 }

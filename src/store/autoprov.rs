@@ -697,7 +697,8 @@ impl Store {
     }
 
     /// A successful (digest-verified) REGISTER of SIP endpoint `endpoint_id` from `ip`: the
-    /// `last_ip` and `last_seen` of the devices carrying the account.
+    /// `last_ip` and `last_seen` of the devices carrying the account; a device waiting for its
+    /// new config (`provisioning`, `error`) that registers with a line account is `provisioned`.
     pub async fn record_registration(
         &self,
         endpoint_id: i64,
@@ -716,6 +717,28 @@ impl Store {
             .bind(now_millis())
             .execute(&mut *tx)
             .await?;
+            // A phone that registers with its line's account has its new config, whether or not
+            // its fetch was seen (another provisioning server, a cached file): provisioned, and
+            // its guest account goes back to the range.
+            let waiting: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT dl.device_id FROM device_lines dl \
+                 JOIN line_endpoints le ON le.line_id = dl.line_id \
+                 JOIN devices d ON d.id = dl.device_id \
+                 WHERE le.sip_endpoint_id = $1 AND d.state IN ($2, $3)",
+            )
+            .bind(endpoint_id)
+            .bind(DeviceState::Provisioning.as_str())
+            .bind(DeviceState::Error.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            for device_id in waiting {
+                sqlx::query("UPDATE devices SET state = $2 WHERE id = $1")
+                    .bind(device_id)
+                    .bind(DeviceState::Provisioned.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                release_guest_in_tx!(tx, device_id);
+            }
             tx.commit().await?;
             Ok(())
         })
