@@ -197,11 +197,23 @@ pub fn run(cmd: LangpackCommand) -> anyhow::Result<()> {
                 speed_wpm: speed,
                 voice,
             };
+            // A bar redrawn in place on a terminal; one line per prompt otherwise (CI logs).
+            use std::io::{IsTerminal, Write};
+            let tty = std::io::stderr().is_terminal();
             let rendered = build::build_pack(&dir, &catalogue, &opts, |i, n, id| {
-                println!("[{:>3}/{n}] {id}", i + 1);
-            })
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("building {}", dir.display()))?;
+                if tty {
+                    eprint!("\r{}", progress_bar(i, n, id));
+                    let _ = std::io::stderr().flush();
+                } else {
+                    println!("[{:>3}/{n}] {id}", i + 1);
+                }
+            });
+            if tty {
+                eprintln!();
+            }
+            let rendered = rendered
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("building {}", dir.display()))?;
             println!("rendered {} prompts into {}", rendered.len(), dir.display());
             let report = check_dir(&dir, &catalogue)?;
             print_table(&report);
@@ -517,4 +529,30 @@ fn list(packs_dir: &Path, catalogue: &Catalogue, json: bool) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// `[##########..........]  12/32  enter_pin` (fixed width, so a redraw covers the last one).
+fn progress_bar(i: usize, n: usize, id: &str) -> String {
+    const WIDTH: usize = 30;
+    let done = if n == 0 { WIDTH } else { (i * WIDTH) / n };
+    format!(
+        "[{}{}] {:>4}/{n}  {:<24}",
+        "#".repeat(done),
+        ".".repeat(WIDTH - done),
+        i + 1,
+        id.chars().take(24).collect::<String>()
+    )
+}
+
+#[cfg(test)]
+mod progress_tests {
+    #[test]
+    fn bar_has_a_fixed_width_and_fills() {
+        let a = super::progress_bar(0, 32, "welcome");
+        let b = super::progress_bar(31, 32, "a_very_long_prompt_identifier_indeed");
+        assert_eq!(a.chars().count(), b.chars().count());
+        assert!(a.starts_with("[......"), "{a}");
+        assert!(b.starts_with("[#############################."), "{b}");
+        assert!(b.contains("32/32"), "{b}");
+    }
 }
