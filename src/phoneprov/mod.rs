@@ -6,11 +6,13 @@
 //!
 //! Everything here but [`serve`] is pure: no sockets, no store access. [`serve`] is the
 //! provisioning HTTP server (guest configs for autoprov phones, keyed or source-IP-checked
-//! provisioned configs); the guest registrar and the resync NOTIFY are built on top.
+//! provisioned configs); [`tftp`] serves the same files over TFTP (RFC 1350, read-only) for
+//! phones that only speak TFTP. The guest registrar and the resync NOTIFY are built on top.
 
 pub mod render;
 pub mod route;
 pub mod serve;
+pub mod tftp;
 
 pub use render::{RenderError, Renderer, TEMPLATE_NAMES};
 pub use route::{route, FileKind, Request};

@@ -19,8 +19,13 @@
 //!   the refusal counts against the same per-IP budget as unknown MACs. A served file calls
 //!   [`Store::config_fetched`] (`provisioning` → `provisioned`).
 //!
-//! Every request is logged in a `phoneprov` span (peer, file, vendor, mac) with its outcome.
-//! See `docs/phones/security.md` for the trade-offs.
+//! Every request is logged in a `phoneprov` span (protocol, peer, file, vendor, mac) with its
+//! outcome. See `docs/phones/security.md` for the trade-offs.
+//!
+//! The decision is protocol-neutral ([`ProvState::fetch`] → [`FetchResult`]): the HTTP handler
+//! maps it to a response, the TFTP server ([`super::tftp`]) to DATA or an ERROR packet. TFTP
+//! carries no User-Agent and no credentials, so over TFTP only the file name identifies the
+//! phone and a provisioned phone's file is served under its key or to its registered address.
 
 use super::{
     route, DeviceInfo, FileKind, PhoneConfig, Renderer, Request as FileRequest, SipServer,
@@ -193,6 +198,35 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], text).into_response()
 }
 
+/// What the server decided for one request, whatever the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchResult {
+    /// The rendered file; `xml`: an XML document (else a text file).
+    File { body: String, xml: bool },
+    /// Not a file of a known phone, an unknown key, or no guest config for a new phone
+    /// (autoregistration disabled or its range full). HTTP 404, TFTP error 1.
+    NotFound,
+    /// A per-device file refused: without the device's key or from an address it has not
+    /// registered from, or under another device's key. HTTP 403, TFTP error 2.
+    Forbidden,
+    /// Refused, but HTTP digest auth (`url-key-or-digest`) could open it: HTTP 401 with
+    /// challenges (`stale`: the right password with an old nonce). TFTP error 2.
+    AuthRequired { stale: bool },
+    /// Too many unknown-MAC or refused requests from this address. HTTP 429, TFTP error 2.
+    RateLimited,
+    /// The config could not be built or rendered (logged). HTTP 500, TFTP error 0.
+    Failed { reason: &'static str },
+    /// The store failed (logged); `status` is 503 when retrying may help, else 500.
+    /// TFTP error 0.
+    Unavailable { status: u16 },
+}
+
+/// The HTTP request's parts digest auth needs.
+struct HttpAuth<'a> {
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
 async fn handle(State(state): State<ProvState>, request: axum::extract::Request) -> Response {
     // Without the peer address (a router used without connect info) nothing is trusted by IP.
     let peer = request
@@ -201,51 +235,112 @@ async fn handle(State(state): State<ProvState>, request: axum::extract::Request)
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let (parts, _body) = request.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
-    let path = uri.path().to_string();
-    let span = tracing::info_span!("phoneprov", %peer, path = %truncate(&path, 100));
-    async move {
-        if method != Method::GET && method != Method::HEAD {
-            return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
-        }
-        let ua = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| truncate(s, 1024));
-        let (key, file) = match split_path(&path) {
-            Some(x) => x,
-            None => {
+    if method != Method::GET && method != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| truncate(s, 1024));
+    let auth = HttpAuth {
+        uri: &uri,
+        headers: &headers,
+    };
+    let result = state
+        .decide("http", uri.path(), ua, peer, Some(&auth))
+        .await;
+    state.http_response(result)
+}
+
+impl ProvState {
+    /// Decides what to serve for `path` (`/<file>`, `/<key>/<file>`, or the same without the
+    /// leading `/` as TFTP clients send it) asked for by `peer`, without HTTP credentials: the
+    /// TFTP server's entry point. Logs the request and its outcome like the HTTP handler does.
+    pub async fn fetch(&self, path: &str, user_agent: Option<&str>, peer: IpAddr) -> FetchResult {
+        self.decide("tftp", path, user_agent, peer, None).await
+    }
+
+    async fn decide(
+        &self,
+        proto: &'static str,
+        path: &str,
+        ua: Option<&str>,
+        peer: IpAddr,
+        auth: Option<&HttpAuth<'_>>,
+    ) -> FetchResult {
+        let owned;
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            owned = format!("/{path}");
+            &owned
+        };
+        let span = tracing::info_span!("phoneprov", proto, %peer, path = %truncate(path, 100));
+        async move {
+            let Some((key, file)) = split_path(path) else {
                 tracing::info!(outcome = "not-found", "not a config file path");
-                return plain(StatusCode::NOT_FOUND, "not found\n");
+                return FetchResult::NotFound;
+            };
+            let Some(req) = route(file, ua) else {
+                tracing::info!(outcome = "not-found", "not a file of a known phone");
+                return FetchResult::NotFound;
+            };
+            tracing::Span::current().record("path", file);
+            let span = tracing::info_span!(
+                "file",
+                vendor = req.vendor.as_str(),
+                mac = req.mac.as_deref().unwrap_or("-"),
+            );
+            match self
+                .serve_file(&req, key, ua, peer, auth)
+                .instrument(span)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let status = if e.http_status() == 503 { 503 } else { 500 };
+                    tracing::error!(outcome = "error", error = %e, "config file not served");
+                    FetchResult::Unavailable { status }
+                }
             }
-        };
-        let Some(req) = route(file, ua) else {
-            tracing::info!(outcome = "not-found", "not a file of a known phone");
-            return plain(StatusCode::NOT_FOUND, "not found\n");
-        };
-        tracing::Span::current().record("path", file);
-        let span = tracing::info_span!(
-            "file",
-            vendor = req.vendor.as_str(),
-            mac = req.mac.as_deref().unwrap_or("-"),
-        );
-        let result = state
-            .serve_file(&req, key, ua, peer, &uri, &headers)
-            .instrument(span)
-            .await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn http_response(&self, result: FetchResult) -> Response {
         match result {
-            Ok(r) => r,
-            Err(e) => {
-                let status = match e.http_status() {
-                    503 => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+            FetchResult::File { body, xml } => {
+                let ctype = if xml {
+                    "text/xml; charset=utf-8"
+                } else {
+                    "text/plain; charset=utf-8"
                 };
-                tracing::error!(outcome = "error", error = %e, "config file not served");
-                plain(status, "try again later\n")
+                (
+                    StatusCode::OK,
+                    [
+                        (header::CONTENT_TYPE, ctype),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    Body::from(body),
+                )
+                    .into_response()
             }
+            FetchResult::NotFound => plain(StatusCode::NOT_FOUND, "not found\n"),
+            FetchResult::Forbidden => plain(StatusCode::FORBIDDEN, "forbidden\n"),
+            FetchResult::AuthRequired { stale } => self.refusal(stale),
+            FetchResult::RateLimited => plain(StatusCode::TOO_MANY_REQUESTS, "slow down\n"),
+            FetchResult::Failed { reason } => plain(StatusCode::INTERNAL_SERVER_ERROR, reason),
+            FetchResult::Unavailable { status } => plain(
+                if status == 503 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+                "try again later\n",
+            ),
         }
     }
-    .instrument(span)
-    .await
 }
 
 /// `/<file>` → `(None, file)`; `/<key>/<file>` → `(Some(key), file)`; anything else `None`.
@@ -289,27 +384,17 @@ impl ProvState {
         )
     }
 
-    fn rendered(&self, kind: &FileKind, cfg: &PhoneConfig, url: Option<&str>) -> Response {
+    fn rendered(&self, kind: &FileKind, cfg: &PhoneConfig, url: Option<&str>) -> FetchResult {
         match self.inner.renderer.render_with_config_url(kind, cfg, url) {
-            Ok(body) => {
-                let ctype = if kind.template_name().ends_with(".xml") {
-                    "text/xml; charset=utf-8"
-                } else {
-                    "text/plain; charset=utf-8"
-                };
-                (
-                    StatusCode::OK,
-                    [
-                        (header::CONTENT_TYPE, ctype),
-                        (header::CACHE_CONTROL, "no-store"),
-                    ],
-                    Body::from(body),
-                )
-                    .into_response()
-            }
+            Ok(body) => FetchResult::File {
+                body,
+                xml: kind.template_name().ends_with(".xml"),
+            },
             Err(e) => {
                 tracing::error!(outcome = "render-error", error = %e, "template failed");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot render\n")
+                FetchResult::Failed {
+                    reason: "cannot render\n",
+                }
             }
         }
     }
@@ -320,9 +405,8 @@ impl ProvState {
         key: Option<&str>,
         ua: Option<&str>,
         peer: IpAddr,
-        uri: &Uri,
-        headers: &HeaderMap,
-    ) -> Result<Response, StoreError> {
+        auth: Option<&HttpAuth<'_>>,
+    ) -> Result<FetchResult, StoreError> {
         let store = &self.inner.store;
         let keyed = match key {
             Some(k) => match store.find_device_by_config_key(k).await? {
@@ -330,9 +414,9 @@ impl ProvState {
                 None => {
                     tracing::warn!(outcome = "bad-key", "unknown config key");
                     if !self.rate_ok(peer) {
-                        return Ok(plain(StatusCode::TOO_MANY_REQUESTS, "slow down\n"));
+                        return Ok(FetchResult::RateLimited);
                     }
-                    return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
+                    return Ok(FetchResult::NotFound);
                 }
             },
             None => None,
@@ -345,7 +429,7 @@ impl ProvState {
         }
         let Some(mac) = req.mac.as_deref() else {
             tracing::info!(outcome = "not-found", "per-device file without a MAC");
-            return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
+            return Ok(FetchResult::NotFound);
         };
         let is_keyed = keyed.is_some();
         let device = match keyed {
@@ -355,7 +439,7 @@ impl ProvState {
                     device = d.id,
                     "a device's key used for another MAC's file"
                 );
-                return Ok(plain(StatusCode::FORBIDDEN, "forbidden\n"));
+                return Ok(FetchResult::Forbidden);
             }
             Some(d) => Some(d),
             None => store.find_device_by_mac(mac).await?,
@@ -366,7 +450,7 @@ impl ProvState {
                     outcome = "rate-limited",
                     "unknown MAC dropped: too many from this address"
                 );
-                return Ok(plain(StatusCode::TOO_MANY_REQUESTS, "slow down\n"));
+                return Ok(FetchResult::RateLimited);
             }
             return self.guest(req, mac, ua).await;
         };
@@ -383,10 +467,12 @@ impl ProvState {
             == Some(peer)
         {
             Some(Access::SourceIp)
-        } else {
-            let (access, is_stale) = self.check_digest(&device, uri, headers).await?;
+        } else if let Some(auth) = auth {
+            let (access, is_stale) = self.check_digest(&device, auth).await?;
             stale = is_stale;
             access
+        } else {
+            None
         };
         let Some(access) = access else {
             if !self.rate_ok(peer) {
@@ -395,7 +481,7 @@ impl ProvState {
                     device = device.id,
                     "refused: too many from this address"
                 );
-                return Ok(plain(StatusCode::TOO_MANY_REQUESTS, "slow down\n"));
+                return Ok(FetchResult::RateLimited);
             }
             tracing::warn!(
                 outcome = "refused",
@@ -404,7 +490,11 @@ impl ProvState {
                 "provisioned phone's file asked for without its key, from an address it has not \
                  registered from"
             );
-            return Ok(self.refusal(stale));
+            return Ok(if self.inner.digest.is_some() {
+                FetchResult::AuthRequired { stale }
+            } else {
+                FetchResult::Forbidden
+            });
         };
         self.provisioned(req, device, access, peer).await
     }
@@ -432,9 +522,9 @@ impl ProvState {
     async fn check_digest(
         &self,
         device: &Device,
-        uri: &Uri,
-        headers: &HeaderMap,
+        auth: &HttpAuth<'_>,
     ) -> Result<(Option<Access>, bool), StoreError> {
+        let (uri, headers) = (auth.uri, auth.headers);
         const NO: (Option<Access>, bool) = (None, false);
         let Some(digest) = &self.inner.digest else {
             return Ok(NO);
@@ -497,7 +587,7 @@ impl ProvState {
         req: &FileRequest,
         mac: &str,
         ua: Option<&str>,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<FetchResult, StoreError> {
         let store = &self.inner.store;
         let auto = match store
             .autoprov_device(mac, req.vendor.as_str(), req.model.as_deref(), ua)
@@ -506,12 +596,12 @@ impl ProvState {
             Ok(a) => a,
             Err(e @ (StoreError::AutoregDisabled | StoreError::AutoregRangeFull { .. })) => {
                 tracing::warn!(outcome = "no-guest-config", error = %e, "new phone gets no config");
-                return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
+                return Ok(FetchResult::NotFound);
             }
             Err(e @ StoreError::NotAutoprov { .. }) => {
                 // Bound meanwhile: the caller's view was stale; refuse rather than guess.
                 tracing::warn!(outcome = "refused", error = %e, "device left autoprov meanwhile");
-                return Ok(plain(StatusCode::FORBIDDEN, "forbidden\n"));
+                return Ok(FetchResult::Forbidden);
             }
             Err(e) => return Err(e),
         };
@@ -556,7 +646,7 @@ impl ProvState {
         device: Device,
         access: Access,
         peer: IpAddr,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<FetchResult, StoreError> {
         let store = &self.inner.store;
         let mut records = Vec::new();
         for dl in &device.lines {
@@ -589,15 +679,16 @@ impl ProvState {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(outcome = "build-error", device = device.id, error = %e, "config not built");
-                return Ok(plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "cannot build config\n",
-                ));
+                return Ok(FetchResult::Failed {
+                    reason: "cannot build config\n",
+                });
             }
         };
         let key = store.device_config_key(device.id).await?;
         let resp = self.rendered(&req.kind, &cfg, Some(&self.config_url(&key)));
-        if resp.status() == StatusCode::OK {
+        // Only the file with the accounts moves the device to provisioned (a Polycom that got
+        // its master file but not `<mac>-user.cfg` has not got its line).
+        if matches!(resp, FetchResult::File { .. }) && req.kind.holds_credentials() {
             let after = store.config_fetched(device.id, peer).await?;
             tracing::info!(
                 outcome = "provisioned-config",

@@ -140,15 +140,43 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let prov_addr = prov_listener.local_addr()?;
-    let prov = tokio::spawn(crate::phoneprov::serve::serve(
-        prov_listener,
-        provisioning_state(&services, advertised, prov_addr)?,
-    ));
+    let prov_state = provisioning_state(&services, advertised, prov_addr)?;
+    // TFTP (off unless provisioning.tftp_listen is set) serves the same files and decisions.
+    let tftp = match services.config.provisioning.tftp_listen {
+        Some(listen) => {
+            let socket = UdpSocket::bind(listen).await.with_context(|| {
+                format!(
+                    "binding the provisioning TFTP server on {listen} (config key \
+                     provisioning.tftp_listen; port 69 needs root or CAP_NET_BIND_SERVICE, port \
+                     0 picks a free port)"
+                )
+            })?;
+            let addr = socket.local_addr()?;
+            let task = tokio::spawn(crate::phoneprov::tftp::serve(
+                socket,
+                prov_state.clone(),
+                crate::phoneprov::tftp::Limits::default(),
+            ));
+            Some((addr, task))
+        }
+        None => None,
+    };
+    let prov = tokio::spawn(crate::phoneprov::serve::serve(prov_listener, prov_state));
 
     // The lines tests and scripts wait for (the SIP line last: it means ready); logs go to
     // stderr.
     println!("API listening on http://{http_addr}/api/v1");
     println!("Provisioning listening on http://{prov_addr}/");
+    let tftp = tftp.map(|(addr, task)| {
+        println!("TFTP listening on {addr}");
+        task
+    });
+    let tftp = async move {
+        match tftp {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
     println!("SIP listening on {local} (udp+tcp)");
     tracing::info!(%local, %advertised, "SIP listening (udp+tcp)");
 
@@ -173,6 +201,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         r = prov => {
             r.context("provisioning server task panicked")??;
             anyhow::bail!("the provisioning server stopped");
+        }
+        r = tftp => {
+            r.context("provisioning TFTP task panicked")??;
+            anyhow::bail!("the provisioning TFTP server stopped");
         }
         _ = shutdown_signal() => {
             tracing::info!("shutting down");

@@ -92,6 +92,9 @@ pub struct Server {
     pub sip: SocketAddr,
     /// The phones' provisioning HTTP server (`Provisioning listening on http://ADDR/`).
     pub provisioning: Option<SocketAddr>,
+    /// The phones' TFTP server (`TFTP listening on ADDR`), when `provisioning.tftp_listen` is
+    /// set.
+    pub tftp: Option<SocketAddr>,
     /// The admin API (`API listening on http://ADDR/api/v1`).
     pub api: Option<SocketAddr>,
     pub config_path: PathBuf,
@@ -215,6 +218,7 @@ impl Server {
             child: Some(child),
             sip: "127.0.0.1:0".parse().expect("placeholder"),
             provisioning: None,
+            tftp: None,
             api: None,
             config_path,
             stderr_path,
@@ -237,6 +241,9 @@ impl Server {
                     }
                     if let Some(a) = parse_listen_line(&line, "Provisioning listening on http://") {
                         self.provisioning = Some(a);
+                    }
+                    if let Some(a) = parse_listen_line(&line, "TFTP listening on ") {
+                        self.tftp = Some(a);
                     }
                     if let Some(a) = parse_listen_line(&line, "API listening on http://") {
                         self.api = Some(a);
