@@ -37,7 +37,7 @@ fn server_pid(config: &std::path::Path) -> u32 {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.iter().any(|a| a == "serve") && args.iter().any(|a| *a == needle) {
+        if args.iter().any(|a| a == "serve") && args.contains(&needle) {
             return pid;
         }
     }

@@ -210,7 +210,7 @@ pub struct Dialog {
 }
 
 impl Dialog {
-    fn from_header(&self) -> String {
+    fn header_from(&self) -> String {
         format!(
             "<sip:{}@{}>;tag={}",
             self.local_user,
@@ -219,7 +219,7 @@ impl Dialog {
         )
     }
 
-    fn to_header(&self) -> String {
+    fn header_to(&self) -> String {
         match &self.to_tag {
             Some(t) => format!("<{}>;tag={t}", self.to_uri),
             None => format!("<{}>", self.to_uri),
@@ -237,8 +237,8 @@ impl Dialog {
              CSeq: {cseq} {method}\r\n\
              User-Agent: selfprov-load/{}\r\n",
             self.local,
-            self.from_header(),
-            self.to_header(),
+            self.header_from(),
+            self.header_to(),
             self.call_id,
             env!("CARGO_PKG_VERSION"),
         )

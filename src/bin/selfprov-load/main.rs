@@ -617,7 +617,8 @@ fn sip_socket(ip: IpAddr) -> anyhow::Result<UdpSocket> {
 }
 
 async fn run(args: Args) -> anyhow::Result<report::Report> {
-    if args.calls == 0 || !(args.rate > 0.0) {
+    // NaN rates are refused too.
+    if args.calls == 0 || !args.rate.is_finite() || args.rate <= 0.0 {
         bail!("--calls must be at least 1 and --rate positive");
     }
     let groups: Vec<String> = args

@@ -180,12 +180,7 @@ impl RxStats {
                 if let Some(prev) = self.last {
                     let expected = interval * (u32::from(gap) + 1);
                     let gap_t = at.saturating_duration_since(prev);
-                    let dev = if gap_t > expected {
-                        gap_t - expected
-                    } else {
-                        expected - gap_t
-                    };
-                    deviation.record(dev);
+                    deviation.record(gap_t.abs_diff(expected));
                 }
                 self.last = Some(at);
             }
