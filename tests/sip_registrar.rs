@@ -31,7 +31,9 @@ fn reg_cfg() -> RegistrarConfig {
         max_expires_secs: 3600,
         default_expires_secs: 1800,
         nonce_lifetime_secs: 300,
-        ..RegistrarConfig::default()
+        // What RFC 8760 recommends and the verifier's own tests exercise (the shipped default
+        // is MD5 only, for phones that choke on a second challenge).
+        digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
     }
 }
 
@@ -473,6 +475,24 @@ fn challenge_offers_sha256_then_md5_with_qop_auth() {
     }
     assert_eq!(ep.binding_count(), 0);
     assert!(reg_events(&mut ep).is_empty());
+}
+
+#[test]
+fn the_shipped_default_offers_one_md5_challenge() {
+    let cfg = RegistrarConfig {
+        realm: T0_REALM.into(),
+        ..RegistrarConfig::default()
+    };
+    let mut ep = endpoint_with(cfg, RegistrarLimits::default());
+    let mut p = Phone::yealink("8001", "g-a1b2c3", "s3cret-guest");
+    let r = p.get_challenge(&mut ep, Instant::now());
+    let algorithms: Vec<String> = r
+        .headers
+        .get_all("WWW-Authenticate")
+        .map(parse_challenge)
+        .map(|c| c.algorithm)
+        .collect();
+    assert_eq!(algorithms, vec!["MD5".to_string()]);
 }
 
 #[test]
