@@ -18,7 +18,8 @@
 //! | [`store`] | the persistent store (SQLite by default) and its migrations |
 //! | [`config`] | the TOML configuration with its documented defaults |
 //! | [`server`] | the tokio runtime layer: SIP transports, RTP sockets, call tasks |
-//! | [`api`] | the admin REST API (`/api/v1`, bearer tokens, OpenAPI) |
+//! | [`api`] | the admin REST API (`/api/v1`, bearer tokens, OpenAPI) and `GET /metrics` |
+//! | [`metrics`] | the process-wide Prometheus metrics (`GET /metrics` on the admin listener) |
 //! | [`cli`] | the `selfprov` command line |
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod ivr;
 pub mod langpack;
 pub mod media;
+pub mod metrics;
 pub mod phoneprov;
 pub mod provisioning;
 pub mod server;

@@ -9,6 +9,9 @@
 //! a token ([`auth`]); lists take `limit`, `offset`, `order`, `direction`, `search` and answer
 //! `{"total": N, "items": [...]}` ([`list`]); errors are `{"message", "field"?}` ([`error`]);
 //! `POST` answers 201 with the new resource, `PUT` and `DELETE` 204.
+//!
+//! The same listener serves `GET /metrics` (outside `/api/v1`, no token): the Prometheus
+//! metrics of [`crate::metrics`].
 
 mod crud;
 
@@ -161,6 +164,7 @@ fn build_router(state: ApiState, auth: bool) -> Router {
         .to_json()
         .unwrap_or_else(|e| format!("{{\"message\": \"OpenAPI document failed: {e}\"}}"));
     router
+        .route("/metrics", axum::routing::get(metrics))
         .layer(Extension(OpenApiJson(Arc::new(json))))
         .with_state(state)
         .layer(axum::middleware::from_fn(json_405))
@@ -270,6 +274,22 @@ async fn openapi_json(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> i
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         json.as_str().to_string(),
+    )
+}
+
+/// `GET /metrics`: the process's metrics for a Prometheus scraper ([`crate::metrics`]). Outside
+/// [`PREFIX`] and without a token, as scrapers expect: the admin listener is kept off the
+/// phones' network, and the metrics hold counts only (no user, number or address).
+async fn metrics() -> impl IntoResponse {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::metrics::global().encode(),
     )
 }
 

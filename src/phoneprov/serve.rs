@@ -32,6 +32,7 @@ use super::{
     StoreLine,
 };
 use crate::config::FileAuth;
+use crate::metrics::FetchKind;
 use crate::sip::digest::{parse_authorization, DigestConfig, Outcome, Secret, Verifier};
 use crate::store::{is_config_key, Device, DeviceState, Store, StoreError};
 use axum::body::Body;
@@ -276,7 +277,7 @@ impl ProvState {
             &owned
         };
         let span = tracing::info_span!("phoneprov", proto, %peer, path = %truncate(path, 100));
-        async move {
+        let result = async move {
             let Some((key, file)) = split_path(path) else {
                 tracing::info!(outcome = "not-found", "not a config file path");
                 return FetchResult::NotFound;
@@ -305,7 +306,19 @@ impl ProvState {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        // Files are counted by kind where they are served ([`served`]).
+        let refused = match &result {
+            FetchResult::File { .. } => None,
+            FetchResult::NotFound => Some(FetchKind::NotFound),
+            FetchResult::Forbidden | FetchResult::AuthRequired { .. } => Some(FetchKind::Refused),
+            FetchResult::RateLimited => Some(FetchKind::RateLimited),
+            FetchResult::Failed { .. } | FetchResult::Unavailable { .. } => Some(FetchKind::Error),
+        };
+        if let Some(kind) = refused {
+            crate::metrics::global().config_fetch(kind);
+        }
+        result
     }
 
     fn http_response(&self, result: FetchResult) -> Response {
@@ -351,6 +364,14 @@ fn split_path(path: &str) -> Option<(Option<&str>, &str)> {
         Some((key, file)) if is_config_key(key) && !file.contains('/') => Some((Some(key), file)),
         Some(_) => None,
     }
+}
+
+/// Counts a file served as `kind` (a render failure is counted as an error by the caller).
+fn served(kind: FetchKind, result: FetchResult) -> FetchResult {
+    if matches!(result, FetchResult::File { .. }) {
+        crate::metrics::global().config_fetch(kind);
+    }
+    result
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -425,7 +446,10 @@ impl ProvState {
             let cfg =
                 PhoneConfig::defaults(&self.inner.settings.server, req.model.clone(), req.vendor);
             tracing::info!(outcome = "default-file", "served");
-            return Ok(self.rendered(&req.kind, &cfg, None));
+            return Ok(served(
+                FetchKind::Default,
+                self.rendered(&req.kind, &cfg, None),
+            ));
         }
         let Some(mac) = req.mac.as_deref() else {
             tracing::info!(outcome = "not-found", "per-device file without a MAC");
@@ -637,7 +661,10 @@ impl ProvState {
             number = %auto.account.number,
             "guest config served"
         );
-        Ok(self.rendered(&req.kind, &cfg, Some(&self.config_url(&auto.config_key))))
+        Ok(served(
+            FetchKind::Guest,
+            self.rendered(&req.kind, &cfg, Some(&self.config_url(&auto.config_key))),
+        ))
     }
 
     async fn provisioned(
@@ -698,7 +725,7 @@ impl ProvState {
                 "config served"
             );
         }
-        Ok(resp)
+        Ok(served(FetchKind::Provisioned, resp))
     }
 }
 

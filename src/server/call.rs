@@ -17,6 +17,7 @@ use crate::media::g711::Codec;
 use crate::media::pacing::Pacer;
 use crate::media::rtp::{self, RtpSender};
 use crate::media::sdp::{self, LocalMedia, Negotiated};
+use crate::metrics::{self, CallOutcome, DtmfMethod, ProvisioningResult};
 use crate::provisioning::identify::{identify, DeviceIdentity};
 use crate::sip::endpoint::{CallEvent, CallId, EndReason, Peer};
 use crate::sip::message::Request;
@@ -83,7 +84,10 @@ pub async fn run(
             Some(c) => c,
             None => return,
         };
+        let active = metrics::global().call_active();
         call.run().await;
+        drop(active);
+        metrics::global().call_ended(call.outcome.unwrap_or(CallOutcome::NotEstablished));
         // The phone is told to resync once the call is over (a reboot mid-call would cut the
         // closing prompt).
         let bound = call.bound_device.load(Ordering::Acquire);
@@ -118,6 +122,8 @@ struct Call {
     results_rx: mpsc::UnboundedReceiver<Event>,
     /// The device bound during the call (0: none yet): told to resync when the call ends.
     bound_device: Arc<AtomicI64>,
+    /// How the IVR dialogue ended; None: it never started (the call was not established).
+    outcome: Option<CallOutcome>,
 }
 
 impl Call {
@@ -166,6 +172,7 @@ impl Call {
             results_tx,
             results_rx,
             bound_device: Arc::new(AtomicI64::new(0)),
+            outcome: None,
         };
         let sdp_body = match offer {
             Some(offer) => match call.negotiate_offer(&offer) {
@@ -326,9 +333,18 @@ impl Call {
         let mut rbuf = vec![0u8; 2048];
         let mut ivr_deadline: Option<Instant> = None;
         let mut last_rx = Instant::now();
+        let idle_timer = tokio::time::sleep_until(last_rx + inactivity);
+        tokio::pin!(idle_timer);
+        let send_timer = tokio::time::sleep_until(last_rx);
+        tokio::pin!(send_timer);
+        let mut send_armed: Option<Instant> = None;
+        let ivr_timer = tokio::time::sleep_until(last_rx);
+        tokio::pin!(ivr_timer);
+        let mut ivr_armed: Option<Instant> = None;
         let mut first_packet = true;
         let mut hangup_at: Option<Instant> = None;
         let mut media = media;
+        let mut rtp_tally = metrics::global().rtp_tally();
 
         let mut actions = ivr.handle_call(Event::Start);
         loop {
@@ -391,7 +407,21 @@ impl Call {
                 }
             }
 
+            // Timers are re-armed in place (tokio keeps one wheel entry per timer) rather than
+            // created on every turn of the loop, i.e. on every packet in or out.
             let send_deadline = Instant::from_std(pacer.next_deadline());
+            if send_armed != Some(send_deadline) {
+                send_timer.as_mut().reset(send_deadline);
+                send_armed = Some(send_deadline);
+            }
+            if let Some(d) = ivr_deadline {
+                if ivr_armed != Some(d) {
+                    ivr_timer.as_mut().reset(d);
+                    ivr_armed = Some(d);
+                }
+            } else {
+                ivr_armed = None;
+            }
             let sending = hangup_at.is_none();
             tokio::select! {
                 biased;
@@ -400,6 +430,7 @@ impl Call {
                         Some(CallEvent::Info { content_type, body }) => {
                             if let Some(d) = parse_info_body(&content_type, &body) {
                                 tracing::debug!("DTMF via SIP INFO");
+                                metrics::global().dtmf_digit(DtmfMethod::Info);
                                 actions = ivr.handle_call(Event::Digit(d));
                             }
                         }
@@ -433,7 +464,9 @@ impl Call {
                 Some(ev) = self.results_rx.recv() => {
                     actions = ivr.handle_call(ev);
                 }
-                _ = tokio::time::sleep_until(send_deadline), if sending => {
+                _ = &mut send_timer, if sending => {
+                    // A fired Sleep stays ready: force a reset on the next turn.
+                    send_armed = None;
                     let due = pacer.catch_up_detailed(Instant::now().into_std());
                     let spp = playout.samples_per_packet() as u32;
                     // Skipped packets (the task was late beyond the burst bound): the prompt and
@@ -448,8 +481,9 @@ impl Call {
                                 packet.clear();
                                 sender.build(media.codec.payload_type(), first_packet, &payload, &mut packet);
                                 first_packet = false;
-                                if let Err(e) = self.socket.send_to(&packet, remote).await {
-                                    tracing::debug!(error = %e, "RTP send failed");
+                                match self.socket.send_to(&packet, remote).await {
+                                    Ok(_) => rtp_tally.sent(),
+                                    Err(e) => tracing::debug!(error = %e, "RTP send failed"),
                                 }
                             }
                         }
@@ -476,9 +510,11 @@ impl Call {
                         continue; // not the stream we latched on to
                     }
                     last_rx = Instant::now();
+                    rtp_tally.received();
                     if Some(pkt.pt) == media.te_pt() {
                         if let Some(d) = rfc4733.on_rtp(&pkt, pkt.pt) {
                             tracing::debug!("DTMF via RFC 4733");
+                            metrics::global().dtmf_digit(DtmfMethod::Rfc4733);
                             actions = ivr.handle_call(Event::Digit(d));
                         }
                     } else if pkt.pt == media.codec.payload_type() {
@@ -487,16 +523,25 @@ impl Call {
                             media.codec.decode(pkt.payload, &mut pcm_scratch);
                             if let Some(d) = det.process(&pcm_scratch) {
                                 tracing::debug!("DTMF in-band");
+                                metrics::global().dtmf_digit(DtmfMethod::Inband);
                                 actions = ivr.handle_call(Event::Digit(d));
                             }
                         }
                     }
                 }
-                _ = sleep_until_opt(ivr_deadline) => {
+                _ = &mut ivr_timer, if ivr_armed.is_some() => {
                     ivr_deadline = None;
+                    ivr_armed = None;
                     actions = ivr.handle_call(Event::Timeout);
                 }
-                _ = tokio::time::sleep_until(last_rx + inactivity), if hangup_at.is_none() && media.direction.receives() => {
+                // Armed once and moved on lazily when it fires: receiving a packet only stores
+                // its time (no timer work per packet received).
+                _ = &mut idle_timer, if hangup_at.is_none() && media.direction.receives() => {
+                    let due = last_rx + inactivity;
+                    if due > Instant::now() {
+                        idle_timer.as_mut().reset(due);
+                        continue;
+                    }
                     tracing::warn!(seconds = inactivity.as_secs(), "no RTP from the caller; hanging up (rtp.inactivity_timeout_ms)");
                     actions = ivr.handle_call(Event::HangUp);
                     actions.push(CallAction::Ivr(Action::HangUp));
@@ -504,6 +549,7 @@ impl Call {
                 _ = tokio::time::sleep(Duration::from_secs(1)), if hangup_at.is_some() => {}
             }
         }
+        self.outcome = Some(CallOutcome::of(ivr.outcome().as_ref()));
     }
 
     /// Answers a re-INVITE (hold, resume, session refresh, codec change). Returns true when the
@@ -696,14 +742,17 @@ impl Call {
                     Ok(device) => {
                         tracing::info!(device = device.id, "phone bound to user");
                         bound.store(device.id, Ordering::Release);
+                        metrics::global().provisioning(ProvisioningResult::Bound);
                         Ok(())
                     }
                     Err(e @ StoreError::AlreadyBound { .. }) => {
                         tracing::warn!(error = %e, "refused: phone bound to another user");
+                        metrics::global().provisioning(ProvisioningResult::Refused);
                         Err(ProvisionError::AlreadyBound)
                     }
                     Err(e @ StoreError::DeviceLimit { .. }) => {
                         tracing::warn!(error = %e, "refused: the user is at the profile's device limit");
+                        metrics::global().provisioning(ProvisioningResult::Refused);
                         Err(ProvisionError::DeviceLimit)
                     }
                     Err(
@@ -713,10 +762,12 @@ impl Call {
                         | StoreError::UnknownUser { .. }),
                     ) => {
                         tracing::warn!(error = %e, "refused by the user's profile or settings; nothing was changed");
+                        metrics::global().provisioning(ProvisioningResult::Refused);
                         Err(ProvisionError::Refused(e.to_string()))
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "binding failed; nothing was changed");
+                        metrics::global().provisioning(ProvisioningResult::Error);
                         Err(ProvisionError::Internal(e.to_string()))
                     }
                 };
@@ -783,9 +834,3 @@ async fn record_audit(
     }
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}

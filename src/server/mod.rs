@@ -65,6 +65,8 @@ impl Services {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Created now: its process start time is the server's.
+    let _ = crate::metrics::global();
     let store = Store::open(&config.store.url).await.with_context(|| {
         format!(
             "opening the store at {} (config key store.url)",
@@ -252,6 +254,7 @@ async fn reload_loop(
             .reload(tags)
             .await
             .map_err(|e| format!("{e:#}"));
+        crate::metrics::global().langpack_reload(result.is_ok());
         match &result {
             Ok(summary) => {
                 tracing::info!(reason = why, packs = %summary, "language packs reloaded")

@@ -9,6 +9,7 @@
 
 use super::sip_task::SipCommand;
 use super::Services;
+use crate::metrics::ResyncResult;
 use crate::phoneprov::Vendor;
 use crate::provisioning::resync::resync_notify;
 use crate::sip::registrar::Registration;
@@ -69,7 +70,10 @@ pub async fn run(
 pub async fn resync(services: &Services, sip: &mpsc::UnboundedSender<SipCommand>, device_id: i64) {
     let outcome = match resync_inner(services, sip, device_id).await {
         Ok(o) => o,
-        Err(e) => format!("failed: {e}"),
+        Err(e) => {
+            crate::metrics::global().resync(ResyncResult::Error);
+            format!("failed: {e}")
+        }
     };
     info!(outcome = %outcome, "resync");
     if let Err(e) = services.store.record_resync(device_id, &outcome).await {
@@ -84,6 +88,7 @@ async fn resync_inner(
 ) -> anyhow::Result<String> {
     let store = &services.store;
     let Some(device) = store.get_device(device_id).await? else {
+        crate::metrics::global().resync(ResyncResult::NotSent);
         return Ok("not sent: the device no longer exists".into());
     };
     let mut accounts = Vec::new();
@@ -125,6 +130,7 @@ async fn resync_inner(
         }
     }
     if targets.is_empty() {
+        crate::metrics::global().resync(ResyncResult::NotSent);
         return Ok(
             "not sent: the phone has no live registration (it will pick up its config \
                    when it next restarts)"
@@ -171,11 +177,20 @@ async fn resync_inner(
         pending.push((t.peer.addr, rx));
     }
     let mut results = Vec::new();
+    let mut answered = false;
     for (addr, rx) in pending {
         results.push(match rx.await.ok().flatten() {
-            Some(s) => format!("{event} {s} from {addr}"),
+            Some(s) => {
+                answered = true;
+                format!("{event} {s} from {addr}")
+            }
             None => format!("{event} to {addr}: no answer"),
         });
     }
+    crate::metrics::global().resync(if answered {
+        ResyncResult::Answered
+    } else {
+        ResyncResult::NoAnswer
+    });
     Ok(results.join("; "))
 }
