@@ -79,6 +79,23 @@ fn api(addr: SocketAddr, method: &str, path: &str, token: &str) -> (u16, serde_j
     (status, json)
 }
 
+/// The Prometheus text of `GET /metrics` (no token needed).
+fn metrics_text(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read /metrics");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text)
+}
+
 /// `key = value` of a Yealink .cfg file.
 fn cfg_value(body: &str, key: &str) -> Option<String> {
     body.lines().find_map(|l| {
@@ -192,6 +209,15 @@ fn a_new_phone_fetches_a_guest_config_registers_provisions_and_resyncs() {
     // 2. + 3. Register, then call the IVR from the same port.
     let port = ports::free_port();
     register(&server, &guest, port);
+    // The registrar's gauges on the admin listener's /metrics.
+    let metrics = metrics_text(server.api.expect("API address"));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "selfprov_registrations_active 1")
+            && metrics.lines().any(|l| l == "selfprov_guests_registered 1"),
+        "one guest registered:\n{metrics}"
+    );
     let pcap = server.dir.path().join("keys.pcap");
     let plan = provisioning_keys_after(0);
     write_rfc4733(&pcap, &plan, &Rfc4733Options::default());

@@ -108,7 +108,6 @@ pub async fn run(
     let mut calls: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut settings = services.settings.clone();
-    let mut registered = Registered::default();
     // Anchor between tokio's clock (paused in tests) and std's Instant the endpoint takes.
     let now = || Instant::now().into_std();
 
@@ -145,12 +144,7 @@ pub async fn run(
                     SipCommand::AcceptReinvite { call, sdp } => endpoint.accept_reinvite(t, call, sdp),
                     SipCommand::RejectReinvite { call, status } => endpoint.reject_reinvite(t, call, status),
                     SipCommand::Hangup { call } => endpoint.hangup(t, call),
-                    SipCommand::Credential { id, credential } => {
-                        if let Some(c) = credential.as_ref().filter(|c| c.guest) {
-                            registered.guest_seen(c.account_id);
-                        }
-                        endpoint.credential(t, id, credential)
-                    }
+                    SipCommand::Credential { id, credential } => endpoint.credential(t, id, credential),
                     SipCommand::Contacts { account_id, reply } => {
                         let _ = reply.send(endpoint.registrations(account_id));
                     }
@@ -265,7 +259,6 @@ pub async fn run(
                     contacts,
                 } => {
                     tracing::info!(account = account_id, peer = %peer.addr, contacts = contacts.len(), "registered");
-                    registered.set(account_id, contacts.len());
                     let store = services.store.clone();
                     tokio::spawn(async move {
                         if let Err(e) = store.record_registration(account_id, peer.addr.ip()).await
@@ -276,7 +269,6 @@ pub async fn run(
                 }
                 RegistrarEvent::Unregistered { account_id } => {
                     tracing::info!(account = account_id, "unregistered (removed or expired)");
-                    registered.set(account_id, 0);
                 }
                 RegistrarEvent::RequestDone { id, status } => {
                     if let Some(reply) = notifies.remove(&id) {
@@ -286,58 +278,13 @@ pub async fn run(
             }
         }
 
+        // O(1) reads: the registrar keeps its counts (expiries without an event included).
+        crate::metrics::global()
+            .set_registrations(endpoint.binding_count(), endpoint.guests_registered());
+
         if accept.is_finished() {
             anyhow::bail!("the SIP TCP listener stopped");
         }
-    }
-}
-
-/// The registrar gauges, kept from the registrar's events (the endpoint does not expose its
-/// registrar's counters): `Registered` carries every current contact of the account and
-/// `Unregistered` its last one going. One contact of several expiring on its own emits no event,
-/// so the gauge is corrected at the account's next REGISTER or last expiry.
-#[derive(Default)]
-struct Registered {
-    /// Live contacts per account with at least one.
-    contacts: HashMap<i64, usize>,
-    /// Accounts the store said are guest accounts (from the credential look-ups that precede
-    /// every authenticated REGISTER).
-    guests: std::collections::HashSet<i64>,
-    bindings: usize,
-    /// Guest accounts in `contacts`.
-    guests_bound: usize,
-}
-
-impl Registered {
-    fn guest_seen(&mut self, account_id: i64) {
-        self.guests.insert(account_id);
-        // Look-ups that did not end in a binding leave entries behind: prune them so the set
-        // stays the size of the registered guests (the guard keeps pruning rare).
-        if self.guests.len() > 2 * self.contacts.len() + 1024 {
-            let contacts = &self.contacts;
-            self.guests
-                .retain(|a| *a == account_id || contacts.contains_key(a));
-        }
-    }
-
-    fn set(&mut self, account_id: i64, n: usize) {
-        let old = if n == 0 {
-            self.contacts.remove(&account_id).unwrap_or(0)
-        } else {
-            self.contacts.insert(account_id, n).unwrap_or(0)
-        };
-        self.bindings = self.bindings.saturating_sub(old).saturating_add(n);
-        let guest = if n == 0 {
-            self.guests.remove(&account_id)
-        } else {
-            self.guests.contains(&account_id)
-        };
-        if guest && old == 0 && n > 0 {
-            self.guests_bound += 1;
-        } else if guest && old > 0 && n == 0 {
-            self.guests_bound = self.guests_bound.saturating_sub(1);
-        }
-        crate::metrics::global().set_registrations(self.bindings, self.guests_bound);
     }
 }
 
@@ -345,47 +292,5 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Registered;
-
-    #[test]
-    fn registrar_gauges_follow_the_events() {
-        let mut r = Registered::default();
-        // A line account with two contacts, then a guest with one.
-        r.set(1, 2);
-        r.guest_seen(7);
-        r.set(7, 1);
-        assert_eq!((r.bindings, r.guests_bound), (3, 1));
-        // A refresh with the same contacts changes nothing; one contact removed counts.
-        r.set(7, 1);
-        r.set(1, 1);
-        assert_eq!((r.bindings, r.guests_bound), (2, 1));
-        // The guest unregisters (bound meanwhile: its line registers instead).
-        r.set(7, 0);
-        assert_eq!((r.bindings, r.guests_bound), (1, 0));
-        assert!(!r.guests.contains(&7), "forgotten with its last contact");
-        // An unregistration of an account never seen is harmless.
-        r.set(99, 0);
-        assert_eq!((r.bindings, r.guests_bound), (1, 0));
-        r.set(1, 0);
-        assert_eq!((r.bindings, r.guests_bound, r.contacts.len()), (0, 0, 0));
-    }
-
-    #[test]
-    fn guest_lookups_without_a_binding_are_pruned() {
-        let mut r = Registered::default();
-        r.guest_seen(1);
-        r.set(1, 1);
-        for a in 100..3_000 {
-            r.guest_seen(a);
-        }
-        assert!(r.guests.len() <= 2 * r.contacts.len() + 1024 + 1);
-        assert!(r.guests.contains(&1), "a registered guest is kept");
-        r.set(1, 0);
-        assert_eq!(r.guests_bound, 0);
     }
 }
