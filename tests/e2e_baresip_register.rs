@@ -26,13 +26,14 @@
 
 mod common;
 
+use common::http::cfg_value;
+
 use common::audio::write_silence_wav;
 use common::baresip::Baresip;
 use common::server::{Server, ServerOptions, JDOE};
 use common::{tail, wait_for};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
 use std::time::Duration;
 
 const YEALINK_MAC: &str = "805ec0a1b2c3";
@@ -40,43 +41,6 @@ const YEALINK_UA: &str = "Yealink SIP-T46S 66.86.0.15 80:5e:c0:a1:b2:c3";
 
 /// The IVR extension (the server's default list) and the guest config's speed dial.
 const IVR: &str = "8000";
-
-struct HttpResponse {
-    status: u16,
-    body: String,
-}
-
-/// One HTTP/1.1 GET (Connection: close), bounded in time.
-fn http_get(addr: SocketAddr, path: &str, user_agent: &str) -> HttpResponse {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    HttpResponse {
-        status,
-        body: body.to_string(),
-    }
-}
-
-/// `key = value` of a Yealink .cfg file.
-fn cfg_value(body: &str, key: &str) -> Option<String> {
-    body.lines().find_map(|l| {
-        let (k, v) = l.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().to_string())
-    })
-}
 
 /// The server with an autoregistration range and MD5-only challenges (see the module doc).
 fn server_with_autoreg() -> Server {
@@ -110,7 +74,7 @@ fn fetch_guest(server: &Server) -> Guest {
     let prov = server
         .provisioning
         .expect("the server printed its provisioning address");
-    let r = http_get(prov, &format!("/{YEALINK_MAC}.cfg"), YEALINK_UA);
+    let r = common::http::get(prov, &format!("/{YEALINK_MAC}.cfg"), YEALINK_UA);
     assert_eq!(
         r.status,
         200,

@@ -15,93 +15,20 @@
 
 mod common;
 
+use common::http::{self, api, cfg_value};
 use common::pcap::{write_rfc4733, Rfc4733Options};
 use common::server::{Server, ServerOptions, JDOE};
 use common::sipp::Sipp;
 use common::{ports, provisioning_keys_after, wait_for, LEAD_MS};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 const YEALINK_MAC: &str = "805ec0a1b2c3";
 const YEALINK_UA: &str = "Yealink SIP-T46S 66.86.0.15 80:5e:c0:a1:b2:c3";
 
-struct HttpResponse {
-    status: u16,
-    body: String,
-}
-
-/// One HTTP/1.1 GET (Connection: close), bounded in time.
-fn http_get(addr: SocketAddr, path: &str, user_agent: &str) -> HttpResponse {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    // Bodies are small; chunked encoding is not expected for a file with a known length.
-    HttpResponse {
-        status,
-        body: body.to_string(),
-    }
-}
-
-/// One admin API request with a bearer token; returns the status and the JSON body.
-fn api(addr: SocketAddr, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let json = serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null);
-    (status, json)
-}
-
 /// The Prometheus text of `GET /metrics` (no token needed).
 fn metrics_text(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read /metrics");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or(text)
-}
-
-/// `key = value` of a Yealink .cfg file.
-fn cfg_value(body: &str, key: &str) -> Option<String> {
-    body.lines().find_map(|l| {
-        let (k, v) = l.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().to_string())
-    })
+    http::request(addr, "GET", "/metrics", &[]).body
 }
 
 /// SIPp 3.6 knows only MD5 and answers the first challenge it reads: MD5 goes first (the
@@ -141,7 +68,7 @@ fn fetch_guest(server: &Server, mac: &str, ua: &str) -> Guest {
     let prov = server
         .provisioning
         .expect("the server printed its provisioning address");
-    let r = http_get(prov, &format!("/{mac}.cfg"), ua);
+    let r = http::get(prov, &format!("/{mac}.cfg"), ua);
     assert_eq!(
         r.status,
         200,
@@ -271,7 +198,7 @@ fn a_new_phone_fetches_a_guest_config_registers_provisions_and_resyncs() {
     );
 
     // 5. The new config, fetched with the key.
-    let r = http_get(prov, &keyed_path, YEALINK_UA);
+    let r = http::get(prov, &keyed_path, YEALINK_UA);
     assert_eq!(
         r.status,
         200,
@@ -442,7 +369,7 @@ fn guest_limit_and_guests_calling_elsewhere_are_refused() {
 fn autoregistration_off_serves_no_config_and_creates_no_device() {
     let server = Server::start();
     let prov = server.provisioning.expect("provisioning address");
-    let r = http_get(prov, &format!("/{YEALINK_MAC}.cfg"), YEALINK_UA);
+    let r = http::get(prov, &format!("/{YEALINK_MAC}.cfg"), YEALINK_UA);
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(server.devices().is_empty(), "{:#?}", server.devices());
     assert!(

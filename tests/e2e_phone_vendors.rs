@@ -23,53 +23,18 @@ use common::pcap::{write_rfc4733, Rfc4733Options};
 use common::server::{Server, ServerOptions, JDOE};
 use common::sipp::{header, Sipp, SippOutcome};
 use common::{ports, provisioning_keys_after, wait_for, LEAD_MS};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
 use std::time::Duration;
 
 /// The IVR extension of the test config (the guest's speed dial and the number it dials).
 const IVR: &str = "8000";
-
-struct HttpResponse {
-    status: u16,
-    body: String,
-}
-
-/// One HTTP/1.1 GET (Connection: close), bounded in time.
-fn http_get(addr: SocketAddr, path: &str, user_agent: &str) -> HttpResponse {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    // The server sends rendered files with a Content-Length, never chunked.
-    assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding"),
-        "unexpected transfer encoding: {head}"
-    );
-    HttpResponse {
-        status,
-        body: body.to_string(),
-    }
-}
 
 /// GET that must succeed; the body.
 fn fetch_ok(server: &Server, path: &str, ua: &str) -> String {
     let prov = server
         .provisioning
         .expect("the server printed its provisioning address");
-    let r = http_get(prov, path, ua);
+    let r = common::http::get(prov, path, ua);
     assert_eq!(
         r.status,
         200,

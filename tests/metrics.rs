@@ -8,45 +8,13 @@ use common::pcap::{write_rfc4733, Rfc4733Options};
 use common::server::{Server, ServerOptions, JDOE};
 use common::sipp::Sipp;
 use common::{provisioning_keys_after, wait_for, LEAD_MS};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-
-struct HttpResponse {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// One HTTP/1.1 GET (Connection: close), bounded in time.
-fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: metrics-test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    HttpResponse {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
 
 /// The exposition, checked for its status and content type.
 fn scrape(server: &Server) -> String {
     let api = server.api.expect("the server printed its API address");
-    let r = http_get(api, "/metrics");
+    let r = common::http::get(api, "/metrics", "metrics-test");
     assert_eq!(r.status, 200, "GET /metrics without a token: {}", r.head);
     assert!(
         r.head
@@ -98,7 +66,10 @@ fn a_provisioning_call_and_config_fetches_are_counted() {
     assert!(must(&before, "selfprov_process_start_time_seconds") > 1.0e9);
     // The API itself still wants a token: /metrics is public on purpose, not by accident.
     let api = server.api.expect("API address");
-    assert_eq!(http_get(api, "/api/v1/users").status, 401);
+    assert_eq!(
+        common::http::get(api, "/api/v1/users", "metrics-test").status,
+        401
+    );
 
     // One provisioning call with RFC 4733 keys.
     let plan = provisioning_keys_after(0);
@@ -170,14 +141,17 @@ fn a_provisioning_call_and_config_fetches_are_counted() {
 
     // Config files: a vendor default file over HTTP, then over TFTP; a path no phone asks for.
     let prov = server.provisioning.expect("provisioning address");
-    let r = http_get(prov, "/XmlDefault.cnf.xml");
+    let r = common::http::get(prov, "/XmlDefault.cnf.xml", "metrics-test");
     assert_eq!(r.status, 200, "{}", r.head);
     assert!(
         r.body.contains("<Default>"),
         "a Cisco default file:\n{}",
         r.body
     );
-    assert_eq!(http_get(prov, "/no-such-file.txt").status, 404);
+    assert_eq!(
+        common::http::get(prov, "/no-such-file.txt", "metrics-test").status,
+        404
+    );
     let tftp = server.tftp.expect("the server printed its TFTP address");
     tftp_first_block(tftp, "XmlDefault.cnf.xml");
     let t = scrape(&server);
