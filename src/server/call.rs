@@ -833,4 +833,3 @@ async fn record_audit(
         tracing::error!(error = %e, "could not write the audit event");
     }
 }
-
