@@ -778,16 +778,7 @@ impl Store {
         let now = now_millis();
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            // mac, device name, SIP identity, owner's user ID
-            type Row = (Option<String>, Option<String>, String, Option<String>);
-            let row: Option<Row> = sqlx::query_as(
-                "SELECT d.mac, d.device_name, d.sip_identity, u.user_id FROM devices d \
-                 LEFT JOIN users u ON u.id = d.owner_id WHERE d.id = $1",
-            )
-            .bind(device_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((mac, name, sip_identity, owner)) = row else {
+            let Some((key, owner)) = device_audit_key_in_tx!(tx, device_id) else {
                 return Err(StoreError::NotFound {
                     what: "device",
                     id: device_id,
@@ -804,11 +795,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             ensure_guest_in_tx!(tx, device_id, now, false);
-            let key = mac.as_deref().or(name.as_deref()).unwrap_or(&sip_identity);
             insert_audit!(
                 tx,
                 Some(device_id),
-                key,
+                &key,
                 owner.as_deref(),
                 None::<AuthMethod>,
                 AuditOutcome::Unbound,

@@ -255,24 +255,14 @@ impl Store {
     pub async fn unbind_device(&self, device_id: i64, detail: &str) -> Result<bool, StoreError> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            // mac, device name, SIP identity, owner's user ID
-            type Row = (Option<String>, Option<String>, String, Option<String>);
-            let row: Option<Row> = sqlx::query_as(
-                "SELECT d.mac, d.device_name, d.sip_identity, u.user_id FROM devices d \
-                 LEFT JOIN users u ON u.id = d.owner_id WHERE d.id = $1",
-            )
-            .bind(device_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((mac, name, sip_identity, owner)) = row else {
+            let Some((key, owner)) = device_audit_key_in_tx!(tx, device_id) else {
                 return Ok(false);
             };
-            let key = mac.as_deref().or(name.as_deref()).unwrap_or(&sip_identity);
             unbind_in_tx!(tx, device_id);
             insert_audit!(
                 tx,
                 Some(device_id),
-                key,
+                &key,
                 owner.as_deref(),
                 None,
                 AuditOutcome::Unbound,

@@ -310,6 +310,23 @@ macro_rules! insert_audit {
     }};
 }
 
+/// Inside a transaction: the key a device is audited under (MAC, else device name, else SIP
+/// identity) and its owner's user ID; `None` when there is no such device.
+macro_rules! device_audit_key_in_tx {
+    ($tx:ident, $device_id:expr) => {{
+        // mac, device name, SIP identity, owner's user ID
+        type Row = (Option<String>, Option<String>, String, Option<String>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT d.mac, d.device_name, d.sip_identity, u.user_id FROM devices d \
+             LEFT JOIN users u ON u.id = d.owner_id WHERE d.id = $1",
+        )
+        .bind($device_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        row.map(|(mac, name, sip_identity, owner)| (mac.or(name).unwrap_or(sip_identity), owner))
+    }};
+}
+
 /// Clears a device's binding inside a transaction.
 macro_rules! unbind_in_tx {
     ($tx:ident, $device_id:expr) => {{
