@@ -48,6 +48,10 @@ pub enum SipCommand {
         id: AuthId,
         credential: Option<Credential>,
     },
+    /// The credential lookup failed (store error): the request gets 500 with Retry-After.
+    CredentialFailed {
+        id: AuthId,
+    },
     /// The live contacts of a registrar account: contact URI and where its REGISTER came from.
     Contacts {
         account_id: i64,
@@ -145,6 +149,7 @@ pub async fn run(
                     SipCommand::RejectReinvite { call, status } => endpoint.reject_reinvite(t, call, status),
                     SipCommand::Hangup { call } => endpoint.hangup(t, call),
                     SipCommand::Credential { id, credential } => endpoint.credential(t, id, credential),
+                    SipCommand::CredentialFailed { id } => endpoint.credential_failed(t, id),
                     SipCommand::Contacts { account_id, reply } => {
                         let _ = reply.send(endpoint.registrations(account_id));
                     }
@@ -230,24 +235,24 @@ pub async fn run(
             let store = services.store.clone();
             let cmd = cmd_tx.clone();
             tokio::spawn(async move {
-                let credential = match store.find_sip_account(&req.username).await {
-                    Ok(Some(a)) => Some(Credential {
-                        account_id: a.endpoint_id,
-                        guest: matches!(a.kind, AccountKind::Guest { .. }),
-                        auth_username: a.auth_username,
-                        password: a.password,
-                        number: a.number,
-                    }),
-                    Ok(None) => None,
+                let command = match store.find_sip_account(&req.username).await {
+                    Ok(found) => SipCommand::Credential {
+                        id: req.id,
+                        credential: found.map(|a| Credential {
+                            account_id: a.endpoint_id,
+                            guest: matches!(a.kind, AccountKind::Guest { .. }),
+                            auth_username: a.auth_username,
+                            password: a.password,
+                            number: a.number,
+                        }),
+                    },
+                    // Not "wrong password": the phone gets 500 with Retry-After and tries again.
                     Err(e) => {
-                        tracing::warn!(error = %e, "credential lookup failed; answering as unknown");
-                        None
+                        tracing::warn!(error = %e, "credential lookup failed; answering 500 with Retry-After");
+                        SipCommand::CredentialFailed { id: req.id }
                     }
                 };
-                let _ = cmd.send(SipCommand::Credential {
-                    id: req.id,
-                    credential,
-                });
+                let _ = cmd.send(command);
             });
         }
 
