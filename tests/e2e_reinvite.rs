@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::server::Server;
+use common::server::{Server, ServerOptions};
 use common::sipp::Sipp;
 use common::uac::{
     sdp, sdp_audio_addr, sdp_direction, sdp_origin, sdp_origin_version, RtpEndpoint, RtpRx,
@@ -258,4 +258,51 @@ fn sipp_hold_and_resume() {
         outcome.describe()
     );
     server.assert_alive();
+}
+
+/// A hold with `a=inactive` longer than the RTP inactivity timeout: the caller sends nothing
+/// while held, as it should, and must not be hung up when it resumes (the silence of a hold is
+/// not inactivity). Without the reset at resume the server's BYE came at once.
+#[test]
+fn a_hold_longer_than_the_inactivity_timeout_is_not_inactivity() {
+    let server = Server::start_with(&ServerOptions {
+        extra: vec![("rtp", "inactivity_timeout_ms = 1500".into())],
+        ..ServerOptions::default()
+    });
+    let rtp = RtpEndpoint::bind();
+    let port = rtp.addr.port();
+    let pcmu = [(0u8, "PCMU")];
+    let mut uac = Uac::new(server.sip, "8000");
+    let offer = sdp(1, port, &pcmu, Some(101), "sendrecv");
+    let ok = uac.invite(Some(&offer));
+    let answer = ok_body(&uac, &ok, "INVITE");
+    let server_rtp = sdp_audio_addr(&answer).expect("audio address in the answer");
+    uac.ack(None);
+    let sender = rtp.start_sending(server_rtp, 0);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Hold, inactive both ways: the caller stops sending.
+    let ok = uac.reinvite(Some(&sdp(2, port, &pcmu, Some(101), "inactive")));
+    let hold = ok_body(&uac, &ok, "hold re-INVITE (a=inactive)");
+    assert_eq!(sdp_direction(&hold), "inactive", "{hold}");
+    sender.stop();
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert!(
+        uac.pending_requests(Duration::from_millis(10)).is_empty(),
+        "no BYE while held (the caller is not expected to send):\n{}",
+        uac.trace()
+    );
+
+    // Resume and send again: the call goes on.
+    let ok = uac.reinvite(Some(&sdp(3, port, &pcmu, Some(101), "sendrecv")));
+    let resume = ok_body(&uac, &ok, "resume re-INVITE");
+    assert_eq!(sdp_direction(&resume), "sendrecv", "{resume}");
+    let sender = rtp.start_sending(server_rtp, 0);
+    let bye = uac.wait_request("BYE", Duration::from_millis(1_200));
+    assert!(
+        bye.is_none(),
+        "hung up right after the resume, as if the hold were inactivity:\n{}",
+        uac.trace()
+    );
+    drop(sender);
 }

@@ -435,10 +435,16 @@ impl Call {
                             }
                         }
                         Some(CallEvent::ReInvite { offer }) => {
+                            let was_receiving = media.direction.receives();
                             if self.reinvite(offer, &mut media, &mut playout) {
                                 let ptime = Duration::from_millis(u64::from(media.ptime));
                                 pacer = Pacer::new(Instant::now().into_std(), ptime)
                                     .with_max_burst(MAX_CATCH_UP);
+                            }
+                            if !was_receiving && media.direction.receives() {
+                                // Resumed: the silence of the hold is not inactivity.
+                                last_rx = Instant::now();
+                                idle_timer.as_mut().reset(last_rx + inactivity);
                             }
                         }
                         // The ACK of a re-INVITE we answered with an offer carries the answer.
