@@ -114,8 +114,20 @@ async fn open_creates_folders_uses_wal_and_migrates_once() {
 #[tokio::test]
 async fn concurrent_first_opens_migrate_exactly_once() {
     let db = test_db();
-    let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
+    // Six at once on a new file (a server and CLI commands started together): each must open
+    // (SQLite answers the WAL switch with SQLITE_BUSY at once; the store retries it).
+    let (a, b, c, d, e, f) = tokio::join!(
+        Store::open(&db.url),
+        Store::open(&db.url),
+        Store::open(&db.url),
+        Store::open(&db.url),
+        Store::open(&db.url),
+        Store::open(&db.url)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
+    for other in [c, d, e, f] {
+        other.unwrap().close().await;
+    }
     a.add_user(user("u1", "1001", None)).await.unwrap();
     assert_eq!(b.list_users().await.unwrap().len(), 1);
     assert_eq!(

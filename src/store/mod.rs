@@ -515,11 +515,27 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
     };
-    pool_opts
-        .acquire_timeout(BUSY_TIMEOUT)
-        .connect_with(opts)
-        .await
-        .map_err(|e| open_err(format!("{e}: check that the path in store.url is writable")))
+    // Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+    // once (no busy handler) while another process is creating the same database: two
+    // processes started together on a new store (the server and a CLI command) would see
+    // "database is locked". That one case is retried until BUSY_TIMEOUT.
+    let pool_opts = pool_opts.acquire_timeout(BUSY_TIMEOUT);
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match pool_opts.clone().connect_with(opts.clone()).await {
+            Ok(pool) => return Ok(pool),
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("5") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                return Err(open_err(format!(
+                    "{e}: check that the path in store.url is writable"
+                )))
+            }
+        }
+    }
 }
 
 /// A count or number read from the store as `u32` ([`StoreError::Corrupt`] when out of range).
