@@ -6,6 +6,8 @@
 //! files, junk paths. Most requests go through `tower::ServiceExt::oneshot` with the peer
 //! address set as axum's `ConnectInfo`; one test uses a real socket on 127.0.0.1.
 
+mod common;
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -250,31 +252,7 @@ async fn bound_phone(e: &Env, file: &str, mac: &str) -> (i64, String) {
         get(&e.app, &format!("/{file}"), None, PHONE).await.status,
         StatusCode::OK
     );
-    e.store
-        .add_user(NewUser {
-            user_id: "jdoe".into(),
-            first_name: "Jane".into(),
-            last_name: "Doe".into(),
-            extension: "2001".into(),
-            selfprov_enabled: true,
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-    let d = e
-        .store
-        .bind_device(
-            &DeviceIdentity {
-                mac: Some(mac.into()),
-                sip_identity: "7000@x".into(),
-                ..Default::default()
-            },
-            "jdoe",
-            AuthMethod::Pin,
-        )
-        .await
-        .unwrap();
-    assert_eq!(d.state, DeviceState::Provisioning);
+    let d = common::store::bind_to_jdoe(&e.store, mac).await;
     let key = e.store.device_config_key(d.id).await.unwrap();
     (d.id, key)
 }

@@ -13,8 +13,7 @@ use selfprov::config::FileAuth;
 use selfprov::phoneprov::serve::{ProvSettings, ProvState};
 use selfprov::phoneprov::tftp::{self, encode, parse, Limits, Packet, RawRequest};
 use selfprov::phoneprov::{Renderer, SipServer};
-use selfprov::provisioning::DeviceIdentity;
-use selfprov::store::{AuthMethod, DeviceState, NewUser, Store, Transport};
+use selfprov::store::{DeviceState, Store, Transport};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,31 +170,7 @@ async fn an_unknown_cisco_mac_gets_its_guest_config_over_tftp() {
 async fn a_provisioned_phones_file_is_refused_to_a_foreign_address() {
     let e = env().await;
     assert_eq!(fetch(e.addr, FILE, &[]).await.code, 0);
-    e.store
-        .add_user(NewUser {
-            user_id: "jdoe".into(),
-            first_name: "Jane".into(),
-            last_name: "Doe".into(),
-            extension: "2001".into(),
-            selfprov_enabled: true,
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-    let d = e
-        .store
-        .bind_device(
-            &DeviceIdentity {
-                mac: Some(MAC.into()),
-                sip_identity: "7000@x".into(),
-                ..Default::default()
-            },
-            "jdoe",
-            AuthMethod::Pin,
-        )
-        .await
-        .unwrap();
-    assert_eq!(d.state, DeviceState::Provisioning);
+    let d = common::store::bind_to_jdoe(&e.store, MAC).await;
     let line = e
         .store
         .get_line(d.lines[0].line_id.unwrap())

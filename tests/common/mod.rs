@@ -21,6 +21,7 @@ pub mod pcap;
 pub mod ports;
 pub mod server;
 pub mod sipp;
+pub mod store;
 pub mod uac;
 
 use pcap::KeyPlan;
