@@ -209,6 +209,7 @@ pub struct Metrics {
     dtmf: Family<Label, Counter>,
     rtp_sent: Counter,
     rtp_received: Counter,
+    rtp_skipped: Counter,
     provisionings: Family<Label, Counter>,
     registrations_active: Gauge,
     guests_registered: Gauge,
@@ -242,6 +243,7 @@ impl Metrics {
             dtmf: Family::default(),
             rtp_sent: Counter::default(),
             rtp_received: Counter::default(),
+            rtp_skipped: Counter::default(),
             provisionings: Family::default(),
             registrations_active: Gauge::default(),
             guests_registered: Gauge::default(),
@@ -274,8 +276,8 @@ impl Metrics {
         );
         registry.register(
             "rtp_packets_sent",
-            "RTP packets sent to callers (updated at least every 50 packets per call and at \
-             the end of each call)",
+            "RTP packets sent to callers (updated by each media task at least once a second \
+             and at the end of each call)",
             m.rtp_sent.clone(),
         );
         registry.register(
@@ -283,6 +285,13 @@ impl Metrics {
             "RTP packets received from callers on the latched stream (updated like \
              rtp_packets_sent)",
             m.rtp_received.clone(),
+        );
+        registry.register(
+            "rtp_packets_skipped",
+            "RTP packets not sent because the media task was late beyond its catch-up bound \
+             (3 packets): the stream skips that audio to stay on time. Above 0, the server is \
+             overloaded (updated like rtp_packets_sent)",
+            m.rtp_skipped.clone(),
         );
         registry.register(
             "provisionings",
@@ -397,6 +406,7 @@ impl Metrics {
             metrics: self,
             sent: 0,
             received: 0,
+            skipped: 0,
         }
     }
 
@@ -454,13 +464,14 @@ impl Drop for ActiveCall {
     }
 }
 
-/// RTP packets of one call not yet added to the shared counters: plain integers on the call's
-/// own task, added every [`RtpTally::BATCH`] packets and on drop.
+/// RTP packets not yet added to the shared counters: plain integers on one media task, added
+/// every [`RtpTally::BATCH`] packets, on [`RtpTally::flush`] and on drop.
 #[derive(Debug)]
 pub struct RtpTally {
     metrics: &'static Metrics,
     sent: u64,
     received: u64,
+    skipped: u64,
 }
 
 impl RtpTally {
@@ -483,8 +494,22 @@ impl RtpTally {
         }
     }
 
+    /// Counts several packets at once.
+    pub fn add(&mut self, sent: u64, received: u64, skipped: u64) {
+        self.sent += sent;
+        self.received += received;
+        self.skipped += skipped;
+        if self.sent >= Self::BATCH || self.received >= Self::BATCH || self.skipped > 0 {
+            self.flush();
+        }
+    }
+
     /// Adds what is pending now.
     pub fn flush(&mut self) {
+        if self.skipped > 0 {
+            self.metrics.rtp_skipped.inc_by(self.skipped);
+            self.skipped = 0;
+        }
         if self.sent > 0 {
             self.metrics.rtp_sent.inc_by(self.sent);
             self.sent = 0;
@@ -528,6 +553,7 @@ mod tests {
             ("selfprov_dtmf_digits", "counter"),
             ("selfprov_rtp_packets_sent", "counter"),
             ("selfprov_rtp_packets_received", "counter"),
+            ("selfprov_rtp_packets_skipped", "counter"),
             ("selfprov_provisionings", "counter"),
             ("selfprov_registrations_active", "gauge"),
             ("selfprov_guests_registered", "gauge"),
@@ -657,6 +683,19 @@ mod tests {
             "the rest on drop"
         );
         assert_eq!(received(m), Some(3.0));
+        let mut tally = m.rtp_tally();
+        tally.add(2, 1, 0);
+        assert_eq!(sent(m), Some(RtpTally::BATCH as f64 + 3.0), "pending");
+        tally.add(0, 0, 4);
+        assert_eq!(
+            sent(m),
+            Some(RtpTally::BATCH as f64 + 5.0),
+            "skips flush at once"
+        );
+        assert_eq!(
+            value(&m.encode(), "selfprov_rtp_packets_skipped_total"),
+            Some(4.0)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::langpack::build::{self, BuildOptions, Tts};
 use crate::langpack::check::{self, Limits, PackReport, Severity};
 use crate::langpack::{Catalogue, PromptSet};
 use crate::media::g711::Codec;
-use crate::server::playout::Playout;
+use crate::media::playout::Playout;
 
 /// Where the catalogue comes from: `--catalogue`, else the configuration's
 /// `langpacks.catalogue` (the shipped `prompts/catalogue.toml` by default).

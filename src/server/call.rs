@@ -1,8 +1,10 @@
-//! One task per call: answers the SDP offer, owns the call's RTP socket, paces playout with a
-//! drift-free clock, detects DTMF (RFC 4733, SIP INFO, in-band) and drives the IVR state machine,
-//! running its store look-ups and secret checks off the call's own loop.
+//! One task per call: answers the SDP offer, hands the call's RTP socket and agreed media to the
+//! media engine ([`super::media_engine`], which paces playout and detects RFC 4733 and in-band
+//! digits), takes SIP INFO digits, and drives the IVR state machine, running its store look-ups
+//! and secret checks off the call's own loop. The task wakes for SIP events, digits, the end of
+//! a prompt and IVR timers, never per packet.
 
-use super::playout::Playout;
+use super::media_engine::MediaHandle;
 use super::sip_task::SipCommand;
 use super::Services;
 use crate::config::AuthMode;
@@ -10,24 +12,20 @@ use crate::ivr::{
     self, Action, AuthMethod, AuthOutcome, CallAction, Event, Ivr, IvrSettings, Language,
     LanguageOptions, ProvisionError, UserInfo,
 };
-use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::info::parse_info_body;
-use crate::media::dtmf::rfc4733::Rfc4733Receiver;
 use crate::media::g711::Codec;
-use crate::media::pacing::Pacer;
-use crate::media::rtp::{self, RtpSender};
 use crate::media::sdp::{self, LocalMedia, Negotiated};
+use crate::media::session::{DigitSource, MediaEvent, MediaParams};
 use crate::metrics::{self, CallOutcome, DtmfMethod, ProvisioningResult};
 use crate::provisioning::identify::{identify, DeviceIdentity};
 use crate::sip::endpoint::{CallEvent, CallId, EndReason, Peer};
 use crate::sip::message::Request;
 use crate::store::{AuditOutcome, StoreError};
 use bytes::Bytes;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -52,9 +50,6 @@ const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 const OFFER_TE_PT: u8 = 101;
 /// How long after our BYE we wait for the SIP layer to report the end (timer F is 32 s).
 const HANGUP_WAIT: Duration = Duration::from_secs(40);
-/// Packets sent at once when the task was late; beyond this they are skipped (timestamps stay
-/// exact), so a stall never turns into a burst the phone's jitter buffer would drop anyway.
-const MAX_CATCH_UP: u64 = 3;
 
 pub async fn run(
     services: Arc<Services>,
@@ -108,14 +103,13 @@ struct Call {
     settings: Arc<super::settings::IvrRuntime>,
     handle: CallHandle,
     identity: DeviceIdentity,
-    socket: UdpSocket,
+    /// The RTP socket until the media engine takes it (when the call is confirmed).
+    socket: Option<UdpSocket>,
     local: LocalMedia,
     /// Set once media is agreed (at once for an offer in the INVITE, at the ACK for a late offer).
     media: Option<Negotiated>,
     /// Our late offer, kept to check the answer in the ACK.
     late_offer: bool,
-    remote: Option<SocketAddr>,
-    latched: bool,
     /// The SDP we sent last, to tell a session refresh from a change.
     last_sdp: Option<String>,
     results_tx: mpsc::UnboundedSender<Event>,
@@ -135,7 +129,7 @@ impl Call {
         source: Peer,
         identity: DeviceIdentity,
     ) -> Option<Call> {
-        let Some(socket) = services.rtp_ports.allocate().await else {
+        let Some(socket) = services.rtp_ports.allocate() else {
             tracing::error!(
                 "no free RTP port in rtp.port_min..rtp.port_max; widen the range or lower the call load"
             );
@@ -162,12 +156,10 @@ impl Call {
             services,
             handle,
             identity,
-            socket,
+            socket: Some(socket),
             local,
             media: None,
             late_offer: offer.is_none(),
-            remote: None,
-            latched: false,
             last_sdp: None,
             results_tx,
             results_rx,
@@ -222,9 +214,6 @@ impl Call {
     }
 
     fn apply_media(&mut self, neg: Negotiated) {
-        if !self.latched {
-            self.remote = neg.remote_rtp;
-        }
         tracing::info!(
             codec = neg.codec.name(),
             telephone_event = ?neg.te_pt(),
@@ -296,6 +285,9 @@ impl Call {
         let Some(media) = self.media.clone() else {
             return;
         };
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
         let cfg = &self.services.config;
         let settings = IvrSettings {
             auth_mode: self.settings.auth_mode,
@@ -321,30 +313,24 @@ impl Call {
                 }
             };
         let mut lang = sets.default_set();
-        let ptime = Duration::from_millis(u64::from(media.ptime));
-        let mut playout = Playout::new(media.codec, media.ptime);
-        let mut sender = RtpSender::new();
-        let mut pacer = Pacer::new(Instant::now().into_std(), ptime).with_max_burst(MAX_CATCH_UP);
-        let mut rfc4733 = Rfc4733Receiver::new();
-        let mut inband = media.te_pt().is_none().then(InbandDetector::new);
-        let mut pcm_scratch: Vec<i16> = Vec::with_capacity(480);
-        let mut payload = Vec::with_capacity(480);
-        let mut packet = Vec::with_capacity(500);
-        let mut rbuf = vec![0u8; 2048];
+        let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+        // Dropped (session ended, socket closed) when the IVR hangs up or the call ends.
+        let mut rtp: Option<MediaHandle> = Some(self.services.media.add(
+            socket,
+            media_params(&media),
+            inactivity,
+            media_tx,
+        ));
+        // Each queue given to the engine has a generation: the end of a queue already replaced
+        // (the engine reported it while the new one was on its way) is not the end of this one.
+        let mut generation = 0u64;
         let mut ivr_deadline: Option<Instant> = None;
-        let mut last_rx = Instant::now();
-        let idle_timer = tokio::time::sleep_until(last_rx + inactivity);
-        tokio::pin!(idle_timer);
-        let send_timer = tokio::time::sleep_until(last_rx);
-        tokio::pin!(send_timer);
-        let mut send_armed: Option<Instant> = None;
-        let ivr_timer = tokio::time::sleep_until(last_rx);
+        let ivr_timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(ivr_timer);
         let mut ivr_armed: Option<Instant> = None;
-        let mut first_packet = true;
         let mut hangup_at: Option<Instant> = None;
-        let mut media = media;
-        let mut rtp_tally = metrics::global().rtp_tally();
+        let hangup_timer = tokio::time::sleep_until(Instant::now() + HANGUP_WAIT);
+        tokio::pin!(hangup_timer);
 
         let mut actions = ivr.handle_call(Event::Start);
         loop {
@@ -365,25 +351,44 @@ impl Call {
                         continue;
                     }
                     CallAction::PlayMixed(list) => {
-                        playout.play(list.iter().filter_map(|(tag, id)| sets.prompt(tag, id)));
+                        generation += 1;
+                        if let Some(rtp) = &rtp {
+                            rtp.play(
+                                list.iter()
+                                    .filter_map(|(tag, id)| sets.prompt(tag, id))
+                                    .collect(),
+                                generation,
+                            );
+                        }
                         continue;
                     }
                 };
                 match action {
                     Action::Play(ids) => {
-                        let prompts = ids.iter().filter_map(|id| {
-                            let p = lang.get(id);
-                            if p.is_none() {
-                                tracing::error!(
-                                    prompt = id,
-                                    "prompt missing from the language pack"
-                                );
-                            }
-                            p
-                        });
-                        playout.play(prompts);
+                        let prompts = ids
+                            .iter()
+                            .filter_map(|id| {
+                                let p = lang.get(id);
+                                if p.is_none() {
+                                    tracing::error!(
+                                        prompt = id,
+                                        "prompt missing from the language pack"
+                                    );
+                                }
+                                p
+                            })
+                            .collect();
+                        generation += 1;
+                        if let Some(rtp) = &rtp {
+                            rtp.play(prompts, generation);
+                        }
                     }
-                    Action::StopPlayback => playout.stop(),
+                    Action::StopPlayback => {
+                        generation += 1;
+                        if let Some(rtp) = &rtp {
+                            rtp.stop();
+                        }
+                    }
                     Action::StartTimer(d) => ivr_deadline = Some(Instant::now() + d),
                     Action::CancelTimer => ivr_deadline = None,
                     Action::LookupUser { digits } => self.lookup_user(digits),
@@ -395,25 +400,17 @@ impl Call {
                             self.handle.send(SipCommand::Hangup {
                                 call: self.handle.id,
                             });
-                            hangup_at = Some(Instant::now());
+                            let now = Instant::now();
+                            hangup_at = Some(now);
+                            hangup_timer.as_mut().reset(now + HANGUP_WAIT);
+                            // No more media once we have said goodbye.
+                            rtp = None;
                         }
                     }
                 }
             }
-            if let Some(t) = hangup_at {
-                if t.elapsed() > HANGUP_WAIT {
-                    tracing::warn!("no end of call reported after BYE; dropping the call");
-                    break;
-                }
-            }
 
-            // Timers are re-armed in place (tokio keeps one wheel entry per timer) rather than
-            // created on every turn of the loop, i.e. on every packet in or out.
-            let send_deadline = Instant::from_std(pacer.next_deadline());
-            if send_armed != Some(send_deadline) {
-                send_timer.as_mut().reset(send_deadline);
-                send_armed = Some(send_deadline);
-            }
+            // The IVR timer is re-armed in place (one wheel entry for the whole call).
             if let Some(d) = ivr_deadline {
                 if ivr_armed != Some(d) {
                     ivr_timer.as_mut().reset(d);
@@ -422,7 +419,6 @@ impl Call {
             } else {
                 ivr_armed = None;
             }
-            let sending = hangup_at.is_none();
             tokio::select! {
                 biased;
                 ev = self.handle.events.recv() => {
@@ -435,26 +431,22 @@ impl Call {
                             }
                         }
                         Some(CallEvent::ReInvite { offer }) => {
-                            let was_receiving = media.direction.receives();
-                            if self.reinvite(offer, &mut media, &mut playout) {
-                                let ptime = Duration::from_millis(u64::from(media.ptime));
-                                pacer = Pacer::new(Instant::now().into_std(), ptime)
-                                    .with_max_burst(MAX_CATCH_UP);
-                            }
-                            if !was_receiving && media.direction.receives() {
-                                // Resumed: the silence of the hold is not inactivity.
-                                last_rx = Instant::now();
-                                idle_timer.as_mut().reset(last_rx + inactivity);
+                            self.reinvite(offer);
+                            if let (Some(rtp), Some(media)) = (&rtp, &self.media) {
+                                rtp.update(media_params(media));
                             }
                         }
                         // The ACK of a re-INVITE we answered with an offer carries the answer.
                         Some(CallEvent::Confirmed { answer: Some(answer) }) => {
+                            let Some(current) = self.media.clone() else { continue };
                             match sdp::parse_remote(&answer)
-                                .and_then(|r| sdp::negotiate_answer(&r, &[media.codec], media.te_pt().unwrap_or(OFFER_TE_PT)))
+                                .and_then(|r| sdp::negotiate_answer(&r, &[current.codec], current.te_pt().unwrap_or(OFFER_TE_PT)))
                             {
                                 Ok(n) => {
-                                    self.apply_media(n.clone());
-                                    media = n;
+                                    if let Some(rtp) = &rtp {
+                                        rtp.update(media_params(&n));
+                                    }
+                                    self.apply_media(n);
                                 }
                                 Err(e) => tracing::warn!(error = %e, "unusable SDP answer in the re-INVITE's ACK; keeping the current media"),
                             }
@@ -470,69 +462,33 @@ impl Call {
                 Some(ev) = self.results_rx.recv() => {
                     actions = ivr.handle_call(ev);
                 }
-                _ = &mut send_timer, if sending => {
-                    // A fired Sleep stays ready: force a reset on the next turn.
-                    send_armed = None;
-                    let due = pacer.catch_up_detailed(Instant::now().into_std());
-                    let spp = playout.samples_per_packet() as u32;
-                    // Skipped packets (the task was late beyond the burst bound): the prompt and
-                    // the RTP clock move on as if they had been sent.
-                    for i in 0..due.skipped + due.send {
-                        let send = i >= due.skipped;
-                        let frame = playout.next_payload(&mut payload);
-                        let finished = frame.queue_finished;
-                        // Hold (we are recvonly/inactive): keep the clock running, send nothing.
-                        if send && media.direction.sends() {
-                            if let Some(remote) = self.remote {
-                                packet.clear();
-                                sender.build(media.codec.payload_type(), first_packet, &payload, &mut packet);
-                                first_packet = false;
-                                match self.socket.send_to(&packet, remote).await {
-                                    Ok(_) => rtp_tally.sent(),
-                                    Err(e) => tracing::debug!(error = %e, "RTP send failed"),
+                Some(ev) = media_rx.recv(), if rtp.is_some() => {
+                    match ev {
+                        MediaEvent::Digit(d, source) => {
+                            let method = match source {
+                                DigitSource::Rfc4733 => {
+                                    tracing::debug!("DTMF via RFC 4733");
+                                    DtmfMethod::Rfc4733
                                 }
-                            }
-                        }
-                        sender.advance_timestamp(spp);
-                        if send {
-                            pacer.tick();
-                        }
-                        if finished {
-                            actions.extend(ivr.handle_call(Event::PlaybackFinished));
-                        }
-                    }
-                }
-                r = self.socket.recv_from(&mut rbuf) => {
-                    let Ok((n, from)) = r else { continue };
-                    let Some(pkt) = rtp::parse(&rbuf[..n]) else { continue };
-                    if !self.latched {
-                        // Symmetric RTP: answer to where the caller's RTP really comes from.
-                        if self.remote != Some(from) {
-                            tracing::info!(%from, "symmetric RTP: sending to the caller's source address");
-                        }
-                        self.remote = Some(from);
-                        self.latched = true;
-                    } else if self.remote != Some(from) {
-                        continue; // not the stream we latched on to
-                    }
-                    last_rx = Instant::now();
-                    rtp_tally.received();
-                    if Some(pkt.pt) == media.te_pt() {
-                        if let Some(d) = rfc4733.on_rtp(&pkt, pkt.pt) {
-                            tracing::debug!("DTMF via RFC 4733");
-                            metrics::global().dtmf_digit(DtmfMethod::Rfc4733);
+                                DigitSource::Inband => {
+                                    tracing::debug!("DTMF in-band");
+                                    DtmfMethod::Inband
+                                }
+                            };
+                            metrics::global().dtmf_digit(method);
                             actions = ivr.handle_call(Event::Digit(d));
                         }
-                    } else if pkt.pt == media.codec.payload_type() {
-                        if let Some(det) = inband.as_mut() {
-                            pcm_scratch.clear();
-                            media.codec.decode(pkt.payload, &mut pcm_scratch);
-                            if let Some(d) = det.process(&pcm_scratch) {
-                                tracing::debug!("DTMF in-band");
-                                metrics::global().dtmf_digit(DtmfMethod::Inband);
-                                actions = ivr.handle_call(Event::Digit(d));
+                        MediaEvent::PlaybackFinished { generation: g } => {
+                            if g == generation {
+                                actions = ivr.handle_call(Event::PlaybackFinished);
                             }
                         }
+                        MediaEvent::Inactive => {
+                            tracing::warn!(seconds = inactivity.as_secs(), "no RTP from the caller; hanging up (rtp.inactivity_timeout_ms)");
+                            actions = ivr.handle_call(Event::HangUp);
+                            actions.push(CallAction::Ivr(Action::HangUp));
+                        }
+                        MediaEvent::Latched(_) => {}
                     }
                 }
                 _ = &mut ivr_timer, if ivr_armed.is_some() => {
@@ -540,37 +496,22 @@ impl Call {
                     ivr_armed = None;
                     actions = ivr.handle_call(Event::Timeout);
                 }
-                // Armed once and moved on lazily when it fires: receiving a packet only stores
-                // its time (no timer work per packet received).
-                _ = &mut idle_timer, if hangup_at.is_none() && media.direction.receives() => {
-                    let due = last_rx + inactivity;
-                    if due > Instant::now() {
-                        idle_timer.as_mut().reset(due);
-                        continue;
-                    }
-                    tracing::warn!(seconds = inactivity.as_secs(), "no RTP from the caller; hanging up (rtp.inactivity_timeout_ms)");
-                    actions = ivr.handle_call(Event::HangUp);
-                    actions.push(CallAction::Ivr(Action::HangUp));
+                _ = &mut hangup_timer, if hangup_at.is_some() => {
+                    tracing::warn!("no end of call reported after BYE; dropping the call");
+                    break;
                 }
-                _ = tokio::time::sleep(Duration::from_secs(1)), if hangup_at.is_some() => {}
             }
         }
         self.outcome = Some(CallOutcome::of(ivr.outcome().as_ref()));
     }
 
-    /// Answers a re-INVITE (hold, resume, session refresh, codec change). Returns true when the
-    /// packet format changed, so the caller restarts its pacer at the new packet time.
-    fn reinvite(
-        &mut self,
-        offer: Option<Bytes>,
-        media: &mut Negotiated,
-        playout: &mut Playout,
-    ) -> bool {
-        let mut format_changed = false;
-        let result = match offer {
-            Some(offer) => self.negotiate_offer(&offer),
+    /// Answers a re-INVITE (hold, resume, session refresh, codec change); `self.media` holds
+    /// the result for the media engine.
+    fn reinvite(&mut self, offer: Option<Bytes>) {
+        let result = match (offer, self.media.clone()) {
+            (Some(offer), _) => self.negotiate_offer(&offer),
             // A re-INVITE without SDP asks us to offer (RFC 3264 §8); we re-offer what is in use.
-            None => {
+            (None, Some(media)) => {
                 let (codec, te, ptime) = (
                     media.codec,
                     media.te_pt().unwrap_or(OFFER_TE_PT),
@@ -578,27 +519,18 @@ impl Call {
                 );
                 Ok(self.versioned_sdp(|local| sdp::build_offer(local, &[codec], te, ptime)))
             }
+            (None, None) => Err(500),
         };
         match result {
-            Ok(body) => {
-                if let Some(n) = self.media.clone() {
-                    if n.codec != media.codec || n.ptime != media.ptime {
-                        playout.reconfigure(n.codec, n.ptime);
-                        format_changed = true;
-                    }
-                    *media = n;
-                }
-                self.handle.send(SipCommand::AcceptReinvite {
-                    call: self.handle.id,
-                    sdp: Bytes::from(body),
-                });
-            }
+            Ok(body) => self.handle.send(SipCommand::AcceptReinvite {
+                call: self.handle.id,
+                sdp: Bytes::from(body),
+            }),
             Err(status) => self.handle.send(SipCommand::RejectReinvite {
                 call: self.handle.id,
                 status,
             }),
         }
-        format_changed
     }
 
     async fn finish(&mut self, ivr: &mut Ivr, reason: EndReason) {
@@ -797,6 +729,18 @@ impl Call {
             .ok()
             .flatten()?;
         Some(template.spec.locale)
+    }
+}
+
+/// What the media engine needs of the agreed SDP.
+fn media_params(n: &Negotiated) -> MediaParams {
+    MediaParams {
+        codec: n.codec,
+        ptime: n.ptime,
+        te_pt: n.te_pt(),
+        sends: n.direction.sends(),
+        receives: n.direction.receives(),
+        remote: n.remote_rtp,
     }
 }
 

@@ -5,17 +5,20 @@
 //!   and the frames of every TCP connection, fires its timers, sends what it asks to send, and
 //!   routes call events to the call tasks.
 //! - [`tcp`]: accepts TCP connections and frames their byte streams.
-//! - [`call`]: one task per call: SDP, the RTP socket, playout paced by a drift-free clock, DTMF,
-//!   and the IVR state machine with its store look-ups.
+//! - [`call`]: one task per call: SDP, SIP INFO digits, and the IVR state machine with its store
+//!   look-ups.
+//! - [`media_engine`]: one task per core carries the RTP of all calls from one timer wheel:
+//!   playout paced by a drift-free clock, RFC 4733 and in-band digits, inactivity.
 
 pub mod call;
-pub mod playout;
+pub mod media_engine;
 pub mod prompts;
 pub mod resync;
 pub mod rtp_ports;
 pub mod settings;
 pub mod sip_task;
 pub mod tcp;
+pub mod udp_batch;
 
 use crate::config::{Config, LogConfig};
 use crate::store::Store;
@@ -47,6 +50,8 @@ pub struct Services {
     /// The language packs in service (a call keeps the ones it started with).
     pub prompts: prompts::Prompts,
     pub rtp_ports: rtp_ports::RtpPorts,
+    /// The tasks that carry every call's RTP.
+    pub media: media_engine::MediaEngines,
     /// The self-provisioning settings, kept current from the store.
     pub settings: tokio::sync::watch::Receiver<Arc<settings::IvrRuntime>>,
     /// The address put in SDP `c=` lines when the listen address is a wildcard and no
@@ -106,6 +111,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
     let services = Arc::new(Services {
         rtp_ports: rtp_ports::RtpPorts::new(local.ip(), config.rtp.port_min, config.rtp.port_max),
+        media: media_engine::MediaEngines::per_core(),
         config,
         store,
         settings,

@@ -2,9 +2,9 @@
 //! round-robin so a port just released is not reused at once (late packets of the previous call
 //! would land in the next one). A port in use by anything else on the machine is skipped.
 
+use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use tokio::net::UdpSocket;
 
 pub struct RtpPorts {
     ip: IpAddr,
@@ -26,8 +26,10 @@ impl RtpPorts {
         }
     }
 
-    /// Binds a UDP socket on the next free even port. `None` when every port in the range is busy.
-    pub async fn allocate(&self) -> Option<UdpSocket> {
+    /// Binds a non-blocking UDP socket on the next free even port (for the media engine, which
+    /// polls it; it is not registered with the reactor). `None` when every port in the range is
+    /// busy.
+    pub fn allocate(&self) -> Option<UdpSocket> {
         let first = self.min + (self.min % 2);
         if first > self.max {
             return None;
@@ -36,14 +38,10 @@ impl RtpPorts {
         for _ in 0..span {
             let k = self.cursor.fetch_add(1, Ordering::Relaxed) % span;
             let port = first + (k * 2) as u16;
-            let std_sock = match std::net::UdpSocket::bind(SocketAddr::new(self.ip, port)) {
-                Ok(s) => s,
-                Err(_) => continue,
-            };
-            if std_sock.set_nonblocking(true).is_err() {
+            let Ok(sock) = UdpSocket::bind(SocketAddr::new(self.ip, port)) else {
                 continue;
-            }
-            if let Ok(sock) = UdpSocket::from_std(std_sock) {
+            };
+            if sock.set_nonblocking(true).is_ok() {
                 return Some(sock);
             }
         }
@@ -55,19 +53,19 @@ impl RtpPorts {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn allocates_even_ports_in_range_and_skips_busy_ones() {
+    #[test]
+    fn allocates_even_ports_in_range_and_skips_busy_ones() {
         let ports = RtpPorts::new("127.0.0.1".parse().unwrap(), 41000, 41007);
         let mut held = Vec::new();
         for _ in 0..4 {
-            let s = ports.allocate().await.expect("a free port");
+            let s = ports.allocate().expect("a free port");
             let p = s.local_addr().unwrap().port();
             assert!(p % 2 == 0 && (41000..=41007).contains(&p), "{p}");
             held.push(s);
         }
         // All four even ports are held now: the range is exhausted.
-        assert!(ports.allocate().await.is_none());
+        assert!(ports.allocate().is_none());
         held.pop();
-        assert!(ports.allocate().await.is_some());
+        assert!(ports.allocate().is_some());
     }
 }

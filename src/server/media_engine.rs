@@ -1,0 +1,535 @@
+//! The media engine: a few tasks (one per core) that carry the RTP of every call, instead of a
+//! task, a timer and an epoll registration per call.
+//!
+//! Each engine task owns the RTP sockets and the [`MediaSession`]s of its calls and one timer
+//! wheel of 1 ms slots. A call's packet clock starts on a whole millisecond of the engine's
+//! epoch, at the phase (millisecond within 20) with the fewest calls, so the load is spread evenly
+//! over the packet interval and every deadline falls exactly on a slot. On each slot the task
+//! visits the calls due: it drains the call's socket with one `recvmmsg` (digits, latching,
+//! inactivity), sends the packet that is due with one `sendto`, and forwards the session's events
+//! to the call's task. The sockets are plain non-blocking sockets, never registered with the
+//! reactor: nothing wakes per packet, and the call task only wakes for a digit or the end of a
+//! prompt.
+//!
+//! The call task controls its session through a [`MediaHandle`] (play, stop, renegotiated
+//! media); dropping the handle ends the session and closes the socket.
+
+use super::udp_batch::RecvBatch;
+use crate::langpack::Prompt;
+use crate::media::session::{MediaEvent, MediaParams, MediaSession};
+use crate::metrics::{self, RtpTally};
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Slots of the wheel (1 ms each): a call further away than this waits for the wheel to come
+/// round again (a packet time over 256 ms, which no phone uses).
+const WHEEL: u64 = 256;
+/// Packet clocks start on a millisecond chosen among this many, the least loaded: 20 ms being
+/// the usual packet time, calls are spread evenly over it.
+const PHASES: u64 = 20;
+/// Counters are added to the metrics at least this often.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The engine tasks, calls handed out in turn.
+pub struct MediaEngines {
+    engines: Vec<mpsc::UnboundedSender<Command>>,
+    next: AtomicUsize,
+    ids: AtomicU64,
+}
+
+impl MediaEngines {
+    /// Starts `tasks` engine tasks (at least one) on the current runtime.
+    pub fn start(tasks: usize) -> MediaEngines {
+        let engines = (0..tasks.max(1))
+            .map(|i| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(Engine::new(i).run(rx));
+                tx
+            })
+            .collect();
+        MediaEngines {
+            engines,
+            next: AtomicUsize::new(0),
+            ids: AtomicU64::new(1),
+        }
+    }
+
+    /// One task per core the process may use.
+    pub fn per_core() -> MediaEngines {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        MediaEngines::start(cores.min(16))
+    }
+
+    /// Hands a call's socket and agreed media to an engine; events come back on `events`. The
+    /// socket must be non-blocking.
+    pub fn add(
+        &self,
+        socket: UdpSocket,
+        params: MediaParams,
+        inactivity: Duration,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> MediaHandle {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % self.engines.len();
+        let tx = self.engines[k].clone();
+        let _ = tx.send(Command::Add(Box::new(NewCall {
+            id,
+            socket,
+            params,
+            inactivity,
+            events,
+            span: tracing::Span::current(),
+        })));
+        MediaHandle { id, tx }
+    }
+}
+
+/// A call's hold on its media session. Dropping it ends the session and closes the socket.
+pub struct MediaHandle {
+    id: u64,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl MediaHandle {
+    /// Replaces what is playing; `PlaybackFinished { generation }` follows when it is sent.
+    pub fn play(&self, prompts: Vec<Arc<Prompt>>, generation: u64) {
+        let _ = self.tx.send(Command::Play(self.id, prompts, generation));
+    }
+
+    /// Barge-in: stops playback, no `PlaybackFinished`.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop(self.id));
+    }
+
+    /// Renegotiated media (re-INVITE).
+    pub fn update(&self, params: MediaParams) {
+        let _ = self.tx.send(Command::Update(self.id, params));
+    }
+}
+
+impl Drop for MediaHandle {
+    fn drop(&mut self) {
+        // The engine outlives every call; an error only happens at shutdown.
+        let _ = self.tx.send(Command::Remove(self.id));
+    }
+}
+
+enum Command {
+    Add(Box<NewCall>),
+    Update(u64, MediaParams),
+    Play(u64, Vec<Arc<Prompt>>, u64),
+    Stop(u64),
+    Remove(u64),
+}
+
+struct NewCall {
+    id: u64,
+    socket: UdpSocket,
+    params: MediaParams,
+    inactivity: Duration,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    span: tracing::Span,
+}
+
+struct Entry {
+    session: MediaSession,
+    socket: UdpSocket,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    span: tracing::Span,
+    /// The slot (ms since the epoch) of the call's live wheel entry; others are stale.
+    due_ms: u64,
+    phase: usize,
+}
+
+struct Engine {
+    index: usize,
+    epoch: Instant,
+    calls: HashMap<u64, Entry>,
+    /// `wheel[ms % WHEEL]`: (call, ms) entries; an entry whose call has moved on is dropped.
+    wheel: Vec<Vec<(u64, u64)>>,
+    /// Spare vector swapped in while a slot is processed.
+    spare: Vec<(u64, u64)>,
+    /// The next slot not yet processed (ms since the epoch).
+    next_ms: u64,
+    phase_load: [u32; PHASES as usize],
+    recv: RecvBatch,
+    tally: RtpTally,
+    last_flush: Instant,
+}
+
+impl Engine {
+    fn new(index: usize) -> Engine {
+        let epoch = Instant::now();
+        Engine {
+            index,
+            epoch,
+            calls: HashMap::new(),
+            wheel: (0..WHEEL).map(|_| Vec::new()).collect(),
+            spare: Vec::new(),
+            next_ms: 0,
+            phase_load: [0; PHASES as usize],
+            recv: RecvBatch::default(),
+            tally: metrics::global().rtp_tally(),
+            last_flush: epoch,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let wake = self.next_wake();
+            if wake != armed {
+                if let Some(w) = wake {
+                    timer.as_mut().reset(w.into());
+                }
+                armed = wake;
+            }
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.apply(cmd, Instant::now()),
+                    None => return,
+                },
+                _ = &mut timer, if armed.is_some() => armed = None,
+            }
+            while let Ok(cmd) = commands.try_recv() {
+                self.apply(cmd, Instant::now());
+            }
+            self.run_due(Instant::now());
+        }
+    }
+
+    fn ms_of(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The first millisecond at or after `t` (a deadline in the middle of one is served at its
+    /// end, never early).
+    fn ceil_ms(epoch: Instant, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(epoch);
+        let ms = d.as_millis() as u64;
+        if d > Duration::from_millis(ms) {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+
+    fn at_ms(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
+    /// The start of the first non-empty slot, if any call is live.
+    fn next_wake(&self) -> Option<Instant> {
+        if self.calls.is_empty() {
+            return None;
+        }
+        (self.next_ms..self.next_ms + WHEEL)
+            .find(|ms| !self.wheel[(ms % WHEEL) as usize].is_empty())
+            .map(|ms| self.at_ms(ms))
+    }
+
+    /// A start on the engine's grid after `now`: the least loaded phase, or `keep`'s.
+    fn pick_start(&self, now: Instant, keep: Option<usize>) -> (u64, usize) {
+        let first = self.ms_of(now) + 1;
+        (first..first + PHASES)
+            .map(|ms| (ms, (ms % PHASES) as usize))
+            .filter(|(_, p)| keep.is_none_or(|k| k == *p))
+            .min_by_key(|(_, p)| self.phase_load[*p])
+            .unwrap_or((first, (first % PHASES) as usize))
+    }
+
+    fn schedule(&mut self, id: u64, ms: u64) {
+        if let Some(e) = self.calls.get_mut(&id) {
+            e.due_ms = ms;
+            self.wheel[(ms % WHEEL) as usize].push((id, ms));
+        }
+    }
+
+    fn apply(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Add(new) => {
+                let NewCall {
+                    id,
+                    socket,
+                    params,
+                    inactivity,
+                    events,
+                    span,
+                } = *new;
+                let (ms, phase) = self.pick_start(now, None);
+                let session = MediaSession::new(params, self.at_ms(ms), inactivity);
+                self.phase_load[phase] += 1;
+                span.in_scope(|| {
+                    tracing::debug!(engine = self.index, phase, "media session started")
+                });
+                self.calls.insert(
+                    id,
+                    Entry {
+                        session,
+                        socket,
+                        events,
+                        span,
+                        due_ms: ms,
+                        phase,
+                    },
+                );
+                self.schedule(id, ms);
+            }
+            Command::Update(id, params) => {
+                let Some(e) = self.calls.get(&id) else { return };
+                let (ms, _) = self.pick_start(now, Some(e.phase));
+                let restart = self.at_ms(ms);
+                let epoch = self.epoch;
+                let Some(e) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                if e.session.update(params, now, restart) {
+                    let due = Self::ceil_ms(epoch, e.session.next_deadline());
+                    self.schedule(id, due);
+                }
+            }
+            Command::Play(id, prompts, generation) => {
+                if let Some(e) = self.calls.get_mut(&id) {
+                    e.session.play(prompts, generation);
+                }
+            }
+            Command::Stop(id) => {
+                if let Some(e) = self.calls.get_mut(&id) {
+                    e.session.stop();
+                }
+            }
+            Command::Remove(id) => self.remove(id),
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(mut e) = self.calls.remove(&id) {
+            self.phase_load[e.phase] = self.phase_load[e.phase].saturating_sub(1);
+            let c = e.session.take_counts();
+            self.tally.add(c.sent, c.received, c.skipped);
+            self.tally.flush();
+        }
+    }
+
+    /// Visits every call whose slot has come. A task late by more than the whole wheel visits
+    /// each slot once: the sessions' pacers send a bounded burst and skip the rest.
+    fn run_due(&mut self, now: Instant) {
+        let now_ms = self.ms_of(now);
+        let mut steps = 0;
+        let mut gone = Vec::new();
+        while self.next_ms <= now_ms && steps < WHEEL {
+            let slot = (self.next_ms % WHEEL) as usize;
+            let mut entries =
+                std::mem::replace(&mut self.wheel[slot], std::mem::take(&mut self.spare));
+            for (id, ms) in entries.drain(..) {
+                if ms > now_ms {
+                    // A lap ahead: not yet.
+                    self.wheel[slot].push((id, ms));
+                    continue;
+                }
+                let epoch = self.epoch;
+                let Some(e) = self.calls.get_mut(&id) else {
+                    continue;
+                };
+                if e.due_ms != ms {
+                    continue; // rescheduled meanwhile
+                }
+                if !visit(e, now, &mut self.recv, &mut self.tally) {
+                    gone.push(id);
+                    continue;
+                }
+                let mut due = Self::ceil_ms(epoch, e.session.next_deadline());
+                if due <= now_ms {
+                    due = now_ms + 1;
+                }
+                e.due_ms = due;
+                if due % WHEEL == slot as u64 {
+                    // Only with a packet time of a whole number of laps: keep it in this slot.
+                    self.spare.push((id, due));
+                } else {
+                    self.wheel[(due % WHEEL) as usize].push((id, due));
+                }
+            }
+            self.wheel[slot].append(&mut self.spare);
+            self.spare = entries;
+            self.next_ms += 1;
+            steps += 1;
+        }
+        if self.next_ms <= now_ms {
+            self.next_ms = now_ms + 1;
+        }
+        for id in gone {
+            self.remove(id);
+        }
+        if now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY {
+            self.tally.flush();
+            self.last_flush = now;
+        }
+    }
+}
+
+/// One call's turn: what arrived, what is due, what to tell the call. False when the call's
+/// task has gone (its session is then removed).
+fn visit(e: &mut Entry, now: Instant, recv: &mut RecvBatch, tally: &mut RtpTally) -> bool {
+    loop {
+        let n = recv.recv(&e.socket);
+        for i in 0..n {
+            if let Some((data, from)) = recv.get(i) {
+                e.session.on_datagram(now, data, from);
+            }
+        }
+        if n < super::udp_batch::BATCH {
+            break;
+        }
+    }
+    let socket = &e.socket;
+    let span = &e.span;
+    e.session
+        .on_tick(now, |packet, to| match socket.send_to(packet, to) {
+            Ok(_) => true,
+            Err(err) => {
+                span.in_scope(|| tracing::debug!(error = %err, %to, "RTP send failed"));
+                false
+            }
+        });
+    let c = e.session.take_counts();
+    tally.add(c.sent, c.received, c.skipped);
+    while let Some(ev) = e.session.poll_event() {
+        if let MediaEvent::Latched(from) = ev {
+            e.span.in_scope(
+                || tracing::info!(%from, "symmetric RTP: sending to the caller's source address"),
+            );
+        }
+        if e.events.send(ev).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::g711::Codec;
+    use crate::media::rtp;
+
+    fn params(remote: std::net::SocketAddr) -> MediaParams {
+        MediaParams {
+            codec: Codec::Pcmu,
+            ptime: 20,
+            te_pt: Some(101),
+            sends: true,
+            receives: true,
+            remote: Some(remote),
+        }
+    }
+
+    fn socket() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_nonblocking(true).unwrap();
+        s
+    }
+
+    /// Real sockets, a real runtime: packets every 20 ms on the wheel, a prompt's end and a
+    /// digit reported, and the socket closed when the handle is dropped.
+    #[tokio::test]
+    async fn carries_many_calls_on_one_task() {
+        let engines = MediaEngines::start(1);
+        let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut calls = Vec::new();
+        for _ in 0..30 {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let s = socket();
+            let port = s.local_addr().unwrap();
+            let h = engines.add(
+                s,
+                params(phone.local_addr().unwrap()),
+                Duration::from_secs(30),
+                tx,
+            );
+            calls.push((h, rx, port));
+        }
+        let prompt = Arc::new(Prompt::from_pcm("p", vec![500; 800]));
+        calls[0].0.play(vec![prompt], 9);
+        // One second of packets from 30 calls: about 50 each, on a 20 ms grid per source.
+        let mut per_source: HashMap<std::net::SocketAddr, Vec<(u16, u32)>> = HashMap::new();
+        let mut buf = [0u8; 2048];
+        let end = tokio::time::Instant::now() + Duration::from_millis(1000);
+        while let Ok(Ok((n, from))) = tokio::time::timeout_at(end, phone.recv_from(&mut buf)).await
+        {
+            let p = rtp::parse(&buf[..n]).expect("RTP");
+            per_source
+                .entry(from)
+                .or_default()
+                .push((p.seq, p.timestamp));
+        }
+        assert_eq!(per_source.len(), 30);
+        for (from, pkts) in &per_source {
+            assert!(
+                (45..=52).contains(&pkts.len()),
+                "{from}: {} packets",
+                pkts.len()
+            );
+            for w in pkts.windows(2) {
+                assert_eq!(w[1].0, w[0].0.wrapping_add(1), "{from}: sequence");
+                assert_eq!(w[1].1, w[0].1.wrapping_add(160), "{from}: timestamp");
+            }
+        }
+        // 800 samples = 5 packets: finished long ago.
+        assert_eq!(
+            calls[0].1.try_recv().ok(),
+            Some(MediaEvent::PlaybackFinished { generation: 9 })
+        );
+        // A digit sent to call 1 comes back as an event.
+        let mut s = rtp::RtpSender::with_initial(1, 1, 0);
+        let mut pkt = Vec::new();
+        s.build(101, true, &[7, 0x0a, 0, 160], &mut pkt);
+        phone.send_to(&pkt, calls[1].2).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(2), calls[1].1.recv())
+            .await
+            .unwrap();
+        assert_eq!(
+            ev,
+            Some(MediaEvent::Digit(
+                '7',
+                crate::media::session::DigitSource::Rfc4733
+            ))
+        );
+        // Dropping the handles closes the sockets: the ports can be bound again.
+        let ports: Vec<_> = calls.iter().map(|c| c.2).collect();
+        drop(calls);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        for port in ports {
+            loop {
+                if UdpSocket::bind(port).is_ok() {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{port} still bound");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    #[test]
+    fn starts_spread_over_the_phases() {
+        let mut e = Engine::new(0);
+        let now = Instant::now();
+        let mut phases = Vec::new();
+        for _ in 0..40 {
+            let (_, p) = e.pick_start(now, None);
+            e.phase_load[p] += 1;
+            phases.push(p);
+        }
+        assert!(e.phase_load.iter().all(|&n| n == 2), "{:?}", e.phase_load);
+        // An update keeps the call's phase.
+        let (ms, p) = e.pick_start(now, Some(phases[3]));
+        assert_eq!((p, ms % PHASES), (phases[3], phases[3] as u64));
+    }
+}

@@ -1,0 +1,158 @@
+//! Draining a non-blocking UDP socket in one system call.
+//!
+//! The media engine visits each call's RTP socket once per packet interval and takes whatever
+//! arrived since (usually one packet, sometimes none or two). A loop of `recv_from` costs a second
+//! system call per visit just to hear `EAGAIN`; `recvmmsg(2)` returns every queued datagram, or
+//! nothing, in one. No crate we use exposes `recvmmsg` (socket2 and tokio do not; quinn-udp does,
+//! but for one connected QUIC socket with its own state), so this is the small `libc` call, with
+//! a portable fallback elsewhere.
+
+use std::net::{SocketAddr, UdpSocket};
+
+/// Datagrams taken per call; more stay queued for the next visit.
+pub const BATCH: usize = 8;
+/// Larger than any RTP packet a phone sends (G.711 at 60 ms is 492 bytes).
+const BUF: usize = 1500;
+
+/// Buffers for [`RecvBatch::recv`], reused for every socket.
+pub struct RecvBatch {
+    bufs: Box<[[u8; BUF]; BATCH]>,
+    lens: [usize; BATCH],
+    from: [Option<SocketAddr>; BATCH],
+    n: usize,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            bufs: Box::new([[0; BUF]; BATCH]),
+            lens: [0; BATCH],
+            from: [None; BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Datagram `i` of the last [`RecvBatch::recv`]: bytes and source. Truncated datagrams and
+    /// ones from an address family we cannot name are left out (`None`).
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        let from = (*self.from.get(i)?)?;
+        (i < self.n).then(|| (&self.bufs[i][..self.lens[i]], from))
+    }
+
+    /// Takes up to [`BATCH`] queued datagrams without blocking; returns how many (0 when none
+    /// was queued or the socket reported an error, which the next visit will see again if it
+    /// lasts).
+    #[cfg(target_os = "linux")]
+    pub fn recv(&mut self, socket: &UdpSocket) -> usize {
+        use std::os::fd::AsRawFd;
+        // SAFETY: every pointer handed to recvmmsg points into `self.bufs`, `iovs` or `addrs`,
+        // which live until it returns; lengths are their real sizes; the kernel writes at most
+        // `iov_len` bytes per buffer and `msg_namelen` bytes per address.
+        unsafe {
+            let mut addrs: [libc::sockaddr_storage; BATCH] = std::mem::zeroed();
+            let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
+            let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
+            for i in 0..BATCH {
+                iovs[i].iov_base = self.bufs[i].as_mut_ptr().cast();
+                iovs[i].iov_len = BUF;
+                hdrs[i].msg_hdr.msg_name = std::ptr::from_mut(&mut addrs[i]).cast();
+                hdrs[i].msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+                hdrs[i].msg_hdr.msg_iovlen = 1;
+            }
+            let n = libc::recvmmsg(
+                socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            );
+            self.n = usize::try_from(n).unwrap_or(0);
+            for i in 0..self.n {
+                let h = &hdrs[i];
+                self.lens[i] = h.msg_len as usize;
+                self.from[i] = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                    None
+                } else {
+                    let mut storage = socket2::SockAddrStorage::zeroed();
+                    *storage.view_as::<libc::sockaddr_storage>() = addrs[i];
+                    socket2::SockAddr::new(storage, h.msg_hdr.msg_namelen).as_socket()
+                };
+            }
+        }
+        self.n
+    }
+
+    /// Portable fallback: `recv_from` until the socket is empty.
+    #[cfg(not(target_os = "linux"))]
+    pub fn recv(&mut self, socket: &UdpSocket) -> usize {
+        self.n = 0;
+        while self.n < BATCH {
+            match socket.recv_from(&mut self.bufs[self.n]) {
+                Ok((len, from)) => {
+                    self.lens[self.n] = len;
+                    self.from[self.n] = Some(from);
+                    self.n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        self.n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_every_queued_datagram_with_its_source_in_one_call() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = RecvBatch::default();
+        assert_eq!(batch.recv(&rx), 0, "nothing queued: no wait");
+        a.send_to(b"one", rx.local_addr().unwrap()).unwrap();
+        b.send_to(&[7u8; 1400], rx.local_addr().unwrap()).unwrap();
+        a.send_to(b"three", rx.local_addr().unwrap()).unwrap();
+        // Loopback delivery is synchronous, but allow the kernel a moment all the same.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut got = Vec::new();
+        while got.len() < 3 && std::time::Instant::now() < deadline {
+            for i in 0..batch.recv(&rx) {
+                let (d, from) = batch.get(i).unwrap();
+                got.push((d.to_vec(), from));
+            }
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], (b"one".to_vec(), a.local_addr().unwrap()));
+        assert_eq!(got[1], (vec![7u8; 1400], b.local_addr().unwrap()));
+        assert_eq!(got[2], (b"three".to_vec(), a.local_addr().unwrap()));
+        assert!(batch.get(3).is_none());
+    }
+
+    #[test]
+    fn more_than_a_batch_stays_queued_for_the_next_call() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..BATCH + 3 {
+            tx.send_to(&[i as u8], rx.local_addr().unwrap()).unwrap();
+        }
+        let mut batch = RecvBatch::default();
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while seen.len() < BATCH + 3 && std::time::Instant::now() < deadline {
+            let n = batch.recv(&rx);
+            assert!(n <= BATCH);
+            for i in 0..n {
+                seen.push(batch.get(i).unwrap().0[0]);
+            }
+        }
+        assert_eq!(seen, (0..(BATCH + 3) as u8).collect::<Vec<_>>());
+    }
+}
