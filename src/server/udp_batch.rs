@@ -14,18 +14,38 @@ pub const BATCH: usize = 8;
 /// Larger than any RTP packet a phone sends (G.711 at 60 ms is 492 bytes).
 const BUF: usize = 1500;
 
-/// Buffers for [`RecvBatch::recv`], reused for every socket.
+/// Buffers for [`RecvBatch::recv`], reused for every socket (nothing is zeroed per call).
 pub struct RecvBatch {
     bufs: Box<[[u8; BUF]; BATCH]>,
+    #[cfg(target_os = "linux")]
+    sys: Box<Sys>,
     lens: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
     n: usize,
 }
 
+/// recvmmsg's arrays; their pointers are set again on every call.
+#[cfg(target_os = "linux")]
+struct Sys {
+    addrs: [libc::sockaddr_storage; BATCH],
+    iovs: [libc::iovec; BATCH],
+    hdrs: [libc::mmsghdr; BATCH],
+}
+
+// SAFETY: the raw pointers in `Sys` only ever point into the same `RecvBatch`'s own boxed
+// buffers, are written again before every use, and are not dereferenced outside `recv`
+// (which takes `&mut self`): moving the batch to another thread shares nothing.
+#[cfg(target_os = "linux")]
+unsafe impl Send for Sys {}
+
 impl Default for RecvBatch {
     fn default() -> Self {
         RecvBatch {
             bufs: Box::new([[0; BUF]; BATCH]),
+            // SAFETY: all-zero is a valid value of these plain C structs (null pointers, zero
+            // lengths).
+            #[cfg(target_os = "linux")]
+            sys: Box::new(unsafe { std::mem::zeroed() }),
             lens: [0; BATCH],
             from: [None; BATCH],
             n: 0,
@@ -47,41 +67,46 @@ impl RecvBatch {
     #[cfg(target_os = "linux")]
     pub fn recv(&mut self, socket: &UdpSocket) -> usize {
         use std::os::fd::AsRawFd;
-        // SAFETY: every pointer handed to recvmmsg points into `self.bufs`, `iovs` or `addrs`,
-        // which live until it returns; lengths are their real sizes; the kernel writes at most
+        let sys = &mut *self.sys;
+        for i in 0..BATCH {
+            sys.iovs[i].iov_base = self.bufs[i].as_mut_ptr().cast();
+            sys.iovs[i].iov_len = BUF;
+            let h = &mut sys.hdrs[i].msg_hdr;
+            h.msg_name = std::ptr::from_mut(&mut sys.addrs[i]).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut sys.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        // SAFETY: every pointer handed to recvmmsg points into `self.bufs` or `self.sys`, which
+        // live until it returns; lengths are their real sizes; the kernel writes at most
         // `iov_len` bytes per buffer and `msg_namelen` bytes per address.
-        unsafe {
-            let mut addrs: [libc::sockaddr_storage; BATCH] = std::mem::zeroed();
-            let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
-            let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
-            for i in 0..BATCH {
-                iovs[i].iov_base = self.bufs[i].as_mut_ptr().cast();
-                iovs[i].iov_len = BUF;
-                hdrs[i].msg_hdr.msg_name = std::ptr::from_mut(&mut addrs[i]).cast();
-                hdrs[i].msg_hdr.msg_namelen =
-                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-                hdrs[i].msg_hdr.msg_iovlen = 1;
-            }
-            let n = libc::recvmmsg(
+        let n = unsafe {
+            libc::recvmmsg(
                 socket.as_raw_fd(),
-                hdrs.as_mut_ptr(),
+                sys.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
-            );
-            self.n = usize::try_from(n).unwrap_or(0);
-            for i in 0..self.n {
-                let h = &hdrs[i];
-                self.lens[i] = h.msg_len as usize;
-                self.from[i] = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                    None
-                } else {
-                    let mut storage = socket2::SockAddrStorage::zeroed();
-                    *storage.view_as::<libc::sockaddr_storage>() = addrs[i];
+            )
+        };
+        self.n = usize::try_from(n).unwrap_or(0);
+        for i in 0..self.n {
+            let h = &sys.hdrs[i];
+            self.lens[i] = h.msg_len as usize;
+            self.from[i] = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                None
+            } else {
+                let mut storage = socket2::SockAddrStorage::zeroed();
+                // SAFETY: the kernel wrote a sockaddr of `msg_namelen` bytes into `addrs[i]`;
+                // `sockaddr_storage` is one of the types `view_as` accepts.
+                unsafe {
+                    *storage.view_as::<libc::sockaddr_storage>() = sys.addrs[i];
                     socket2::SockAddr::new(storage, h.msg_hdr.msg_namelen).as_socket()
-                };
-            }
+                }
+            };
         }
         self.n
     }
