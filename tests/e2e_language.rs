@@ -393,7 +393,7 @@ fn server_pid(server: &Server) -> Option<u32> {
             .split(|&b| b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        (args.iter().any(|a| a == "serve") && args.iter().any(|a| *a == config)).then_some(pid)
+        (args.iter().any(|a| a == "serve") && args.contains(&config)).then_some(pid)
     })
 }
 

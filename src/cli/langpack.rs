@@ -534,7 +534,7 @@ fn list(packs_dir: &Path, catalogue: &Catalogue, json: bool) -> anyhow::Result<(
 /// `[##########..........]  12/32  enter_pin` (fixed width, so a redraw covers the last one).
 fn progress_bar(i: usize, n: usize, id: &str) -> String {
     const WIDTH: usize = 30;
-    let done = if n == 0 { WIDTH } else { (i * WIDTH) / n };
+    let done = (i * WIDTH).checked_div(n).unwrap_or(WIDTH);
     format!(
         "[{}{}] {:>4}/{n}  {:<24}",
         "#".repeat(done),

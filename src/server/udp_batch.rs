@@ -6,8 +6,13 @@
 //! nothing, in one. No crate we use exposes `recvmmsg` (socket2 and tokio do not; quinn-udp does,
 //! but for one connected QUIC socket with its own state), so this is the small `libc` call, with
 //! a portable fallback elsewhere.
+//!
+//! With [`enable_timestamps`] on a socket, each datagram also carries the time the kernel received
+//! it (`SO_TIMESTAMPNS`): the load generator measures inter-arrival jitter with it, so its figures
+//! do not depend on when it got round to reading the socket.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::time::SystemTime;
 
 /// Datagrams taken per call; more stay queued for the next visit.
 pub const BATCH: usize = 8;
@@ -21,8 +26,14 @@ pub struct RecvBatch {
     sys: Box<Sys>,
     lens: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
+    stamps: [Option<SystemTime>; BATCH],
     n: usize,
 }
+
+/// Control-message space per datagram: one `SCM_TIMESTAMPNS` (a 16-byte header and a 16-byte
+/// timespec on 64-bit Linux), with room to spare.
+#[cfg(target_os = "linux")]
+const CONTROL: usize = 64;
 
 /// recvmmsg's arrays; their pointers are set again on every call.
 #[cfg(target_os = "linux")]
@@ -30,6 +41,8 @@ struct Sys {
     addrs: [libc::sockaddr_storage; BATCH],
     iovs: [libc::iovec; BATCH],
     hdrs: [libc::mmsghdr; BATCH],
+    /// u64 for the alignment cmsghdr needs.
+    control: [[u64; CONTROL / 8]; BATCH],
 }
 
 // SAFETY: the raw pointers in `Sys` only ever point into the same `RecvBatch`'s own boxed
@@ -48,6 +61,7 @@ impl Default for RecvBatch {
             sys: Box::new(unsafe { std::mem::zeroed() }),
             lens: [0; BATCH],
             from: [None; BATCH],
+            stamps: [None; BATCH],
             n: 0,
         }
     }
@@ -59,6 +73,15 @@ impl RecvBatch {
     pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         let from = (*self.from.get(i)?)?;
         (i < self.n).then(|| (&self.bufs[i][..self.lens[i]], from))
+    }
+
+    /// When the kernel received datagram `i`, on a socket given [`enable_timestamps`].
+    pub fn stamp(&self, i: usize) -> Option<SystemTime> {
+        if i < self.n {
+            self.stamps[i]
+        } else {
+            None
+        }
     }
 
     /// Takes up to [`BATCH`] queued datagrams without blocking; returns how many (0 when none
@@ -76,8 +99,8 @@ impl RecvBatch {
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut sys.iovs[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            h.msg_control = sys.control[i].as_mut_ptr().cast();
+            h.msg_controllen = CONTROL as _;
             h.msg_flags = 0;
         }
         // SAFETY: every pointer handed to recvmmsg points into `self.bufs` or `self.sys`, which
@@ -107,11 +130,31 @@ impl RecvBatch {
                     socket2::SockAddr::new(storage, h.msg_hdr.msg_namelen).as_socket()
                 }
             };
+            self.stamps[i] = None;
+            // SAFETY: the kernel filled `msg_controllen` bytes of this message's control buffer
+            // with well-formed cmsghdrs; CMSG_FIRSTHDR/NXTHDR stay within that length, and a
+            // SCM_TIMESTAMPNS payload is one timespec (read unaligned all the same).
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET
+                        && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                    {
+                        let ts =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                        self.stamps[i] = u64::try_from(ts.tv_sec).ok().map(|secs| {
+                            SystemTime::UNIX_EPOCH
+                                + std::time::Duration::new(secs, ts.tv_nsec as u32)
+                        });
+                    }
+                    c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
+                }
+            }
         }
         self.n
     }
 
-    /// Portable fallback: `recv_from` until the socket is empty.
+    /// Portable fallback: `recv_from` until the socket is empty (no kernel timestamps).
     #[cfg(not(target_os = "linux"))]
     pub fn recv(&mut self, socket: &UdpSocket) -> usize {
         self.n = 0;
@@ -120,12 +163,45 @@ impl RecvBatch {
                 Ok((len, from)) => {
                     self.lens[self.n] = len;
                     self.from[self.n] = Some(from);
+                    self.stamps[self.n] = None;
                     self.n += 1;
                 }
                 Err(_) => break,
             }
         }
         self.n
+    }
+}
+
+/// Asks the kernel to stamp every datagram received on `socket` with its arrival time
+/// (`SO_TIMESTAMPNS`, read back with [`RecvBatch::stamp`]). Linux only; elsewhere an error.
+pub fn enable_timestamps(socket: &UdpSocket) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a plain int option on a socket we own, with its exact size.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                std::ptr::from_ref(&on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        Err(std::io::Error::other(
+            "kernel receive timestamps need Linux",
+        ))
     }
 }
 
@@ -158,6 +234,36 @@ mod tests {
         assert_eq!(got[1], (vec![7u8; 1400], b.local_addr().unwrap()));
         assert_eq!(got[2], (b"three".to_vec(), a.local_addr().unwrap()));
         assert!(batch.get(3).is_none());
+        assert!(batch.stamp(0).is_none(), "no timestamps unless asked for");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn kernel_timestamps_give_each_datagrams_arrival() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        enable_timestamps(&rx).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = SystemTime::now();
+        tx.send_to(b"a", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        tx.send_to(b"b", rx.local_addr().unwrap()).unwrap();
+        let after = SystemTime::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut batch = RecvBatch::default();
+        assert_eq!(
+            batch.recv(&rx),
+            2,
+            "both queued, read long after they arrived"
+        );
+        let (a, b) = (batch.stamp(0).unwrap(), batch.stamp(1).unwrap());
+        assert!(
+            before <= a && b <= after,
+            "{before:?} {a:?} {b:?} {after:?}"
+        );
+        let gap = b.duration_since(a).unwrap();
+        assert!(gap >= std::time::Duration::from_millis(30), "{gap:?}");
+        assert!(gap < std::time::Duration::from_secs(1), "{gap:?}");
     }
 
     #[test]

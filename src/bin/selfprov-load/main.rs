@@ -15,9 +15,10 @@
 //! every 20 ms (one packet per visit, its SIP timers checked at the same time), so sends are
 //! spread evenly over the packet interval and there is no timer per call or per packet. The
 //! wheel's deadlines are `start + n × 2 ms` (no drift); a late loop catches up tick by tick.
-//! Receiving is one small task per call waiting on its socket (the kernel's readiness, no
-//! polling); the arrival time is taken in user space right after the wake-up, so the jitter
-//! figures include this process's scheduling delay (its CPU is reported to judge that).
+//! The same visit drains the call's RTP socket with one `recvmmsg` (the sockets are never
+//! registered with the reactor, so nothing wakes per packet), and every datagram carries the
+//! time the kernel received it (`SO_TIMESTAMPNS`): the jitter figures do not depend on when this
+//! process got round to reading, only on when packets arrived.
 //!
 //! Not implemented: authentication (401/407 count as failures), TCP, CANCEL on set-up timeout,
 //! Record-Route (in-dialog requests go straight to the server).
@@ -31,15 +32,16 @@ use bytes::Bytes;
 use call::{Dialog, MediaTx, Script, Timing, PTIME};
 use clap::Parser;
 use rand::Rng;
+use selfprov::server::udp_batch::{enable_timestamps, RecvBatch};
 use selfprov::sip::message::{parse, Message, Method, Request, Response};
 use stats::{read_proc, Histogram, ProcSample, RxStats};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
 
 /// Wheel tick and slots: 10 × 2 ms = one packet interval.
 const TICK: Duration = Duration::from_millis(2);
@@ -138,9 +140,8 @@ struct Call {
     slot: u64,
     dialog: Dialog,
     state: State,
-    rtp_sock: Option<Rc<UdpSocket>>,
-    rx: Rc<RefCell<RxStats>>,
-    rx_task: Option<JoinHandle<()>>,
+    rtp_sock: Option<std::net::UdpSocket>,
+    rx: RxStats,
     script: Script,
     invite: Bytes,
     invite_sent: Instant,
@@ -181,7 +182,14 @@ struct Engine {
     slots: Vec<Vec<usize>>,
     setup: Histogram,
     /// RTP inter-arrival deviation of every call.
-    deviation: Rc<RefCell<Histogram>>,
+    deviation: Histogram,
+    /// recvmmsg buffers, shared by every call's visit.
+    recv: RecvBatch,
+    /// This process's start on both clocks: kernel receive timestamps (wall clock) become
+    /// `Instant`s through it.
+    clock_base: (Instant, SystemTime),
+    /// Sockets that refused SO_TIMESTAMPNS (arrival then taken when read).
+    no_kernel_stamps: u64,
     /// How late the wheel ran each tick (its own scheduling delay: bounds what the jitter
     /// figures can resolve).
     loop_lag: Histogram,
@@ -234,14 +242,12 @@ impl Engine {
             remote_target: None,
             invite_branch: format!("z9hG4bK{}", random_token()),
         };
-        let rx = Rc::new(RefCell::new(RxStats::default()));
         let mut call = Call {
             slot: idx as u64 % SLOTS,
             dialog,
             state: State::Inviting,
             rtp_sock: None,
-            rx: rx.clone(),
-            rx_task: None,
+            rx: RxStats::default(),
             script,
             invite: Bytes::new(),
             invite_sent: now,
@@ -259,17 +265,13 @@ impl Engine {
             end: None,
         };
         let sock = std::net::UdpSocket::bind((self.args.local_ip, 0))
-            .and_then(|s| s.set_nonblocking(true).map(|_| s))
-            .and_then(UdpSocket::from_std);
+            .and_then(|s| s.set_nonblocking(true).map(|_| s));
         match sock.and_then(|s| s.local_addr().map(|a| (s, a))) {
             Ok((sock, local)) => {
-                let sock = Rc::new(sock);
-                call.rtp_sock = Some(sock.clone());
-                call.rx_task = Some(tokio::task::spawn_local(receive_rtp(
-                    sock,
-                    rx,
-                    self.deviation.clone(),
-                )));
+                if enable_timestamps(&sock).is_err() {
+                    self.no_kernel_stamps += 1;
+                }
+                call.rtp_sock = Some(sock);
                 call.invite = Bytes::from(call.dialog.invite(local, n));
                 self.by_call_id.insert(call.dialog.call_id.clone(), idx);
                 let invite = call.invite.clone();
@@ -297,9 +299,6 @@ impl Engine {
         let was_up = call.answered_at.is_some() && call.state == State::Established;
         call.state = State::Done;
         call.end.get_or_insert(end);
-        if let Some(t) = call.rx_task.take() {
-            t.abort();
-        }
         call.rtp_sock = None;
         if was_up && self.first_end_at.is_none() {
             self.first_end_at = Some(now);
@@ -317,7 +316,39 @@ impl Engine {
         }
     }
 
+    /// Takes what the server sent this call since the last visit, each datagram at the time the
+    /// kernel received it.
+    fn drain_rtp(&mut self, idx: usize, now: Instant) {
+        let Some(call) = self.calls.get_mut(idx) else {
+            return;
+        };
+        let Some(sock) = call.rtp_sock.as_ref() else {
+            return;
+        };
+        let (base_i, base_s) = self.clock_base;
+        loop {
+            let n = self.recv.recv(sock);
+            for i in 0..n {
+                let Some((data, _)) = self.recv.get(i) else {
+                    continue;
+                };
+                let at = match self.recv.stamp(i) {
+                    Some(t) => match t.duration_since(base_s) {
+                        Ok(d) => base_i + d,
+                        Err(e) => base_i.checked_sub(e.duration()).unwrap_or(base_i),
+                    },
+                    None => now,
+                };
+                call.rx.on_datagram(data, at, PTIME, &mut self.deviation);
+            }
+            if n < selfprov::server::udp_batch::BATCH {
+                break;
+            }
+        }
+    }
+
     fn visit(&mut self, idx: usize, tick: u64, now: Instant) {
+        self.drain_rtp(idx, now);
         let Some(call) = self.calls.get_mut(idx) else {
             return;
         };
@@ -544,32 +575,8 @@ impl Engine {
 /// Sends a datagram with one `sendto` on the (non-blocking) socket. Not tokio's `try_send_to`:
 /// that one answers WouldBlock until the reactor has seen the socket writable once, which
 /// loses the first datagram of a fresh socket; sending never needs to wait on readiness here.
-fn send_now(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+fn send_now<S: std::os::fd::AsFd>(sock: &S, data: &[u8], to: SocketAddr) -> std::io::Result<usize> {
     socket2::SockRef::from(sock).send_to(data, &to.into())
-}
-
-/// One call's receiver: waits on the socket, timestamps every datagram.
-async fn receive_rtp(
-    sock: Rc<UdpSocket>,
-    stats: Rc<RefCell<RxStats>>,
-    deviation: Rc<RefCell<Histogram>>,
-) {
-    let mut buf = [0u8; 1500];
-    loop {
-        let n = match sock.recv_from(&mut buf).await {
-            Ok((n, _)) => n,
-            Err(_) => return,
-        };
-        let at = Instant::now();
-        let mut st = stats.borrow_mut();
-        let mut dev = deviation.borrow_mut();
-        st.on_datagram(buf.get(..n).unwrap_or_default(), at, PTIME, &mut dev);
-        // Drain whatever else is queued without another wake-up.
-        while let Ok((n, _)) = sock.try_recv_from(&mut buf) {
-            let at = Instant::now();
-            st.on_datagram(buf.get(..n).unwrap_or_default(), at, PTIME, &mut dev);
-        }
-    }
 }
 
 async fn receive_sip(engine: Rc<RefCell<Engine>>, sock: Rc<UdpSocket>) {
@@ -661,7 +668,10 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
         by_call_id: HashMap::with_capacity(args.calls),
         slots: vec![Vec::new(); SLOTS as usize],
         setup: Histogram::default(),
-        deviation: Rc::new(RefCell::new(Histogram::default())),
+        deviation: Histogram::default(),
+        recv: RecvBatch::default(),
+        clock_base: (Instant::now(), SystemTime::now()),
+        no_kernel_stamps: 0,
         loop_lag: Histogram::default(),
         counters: Counters::default(),
         server_samples: Vec::new(),

@@ -88,6 +88,9 @@ pub struct Report {
     /// How late the load generator's wheel ran (its own scheduling delay).
     pub loop_lag: Percentiles,
     pub skipped_ticks: u64,
+    /// RTP sockets on which the kernel would not timestamp arrivals (their packets are timed
+    /// when read, up to 20 ms late: the jitter figures are then not to be trusted).
+    pub rtp_sockets_without_kernel_timestamps: u64,
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -101,12 +104,12 @@ pub fn build(
     let ends: Vec<_> = e.calls.iter().filter_map(|c| c.end.as_ref()).collect();
     let (failed_by_reason, ended_by) = tally(ends.iter().copied());
     let answered: Vec<_> = e.calls.iter().filter(|c| c.answered_at.is_some()).collect();
-    let deviation = e.deviation.borrow();
+    let deviation = &e.deviation;
     let (mut received, mut lost, mut expected, mut skipped) = (0u64, 0u64, 0u64, 0u64);
     let mut pps = Vec::new();
     let mut without_rtp = 0;
     for c in &answered {
-        let rx = c.rx.borrow();
+        let rx = &c.rx;
         received += rx.received;
         lost += rx.lost();
         expected += rx.expected();
@@ -186,7 +189,7 @@ pub fn build(
         hold_s: e.args.hold.as_secs_f64(),
         duration_s: ended_at.saturating_duration_since(e.t0).as_secs_f64(),
         setup_latency: Percentiles::of(&e.setup),
-        rtp_deviation: Percentiles::of(&deviation),
+        rtp_deviation: Percentiles::of(deviation),
         rtp_received: received,
         rtp_lost: lost,
         rtp_loss_percent: if expected > 0 {
@@ -219,6 +222,7 @@ pub fn build(
         late_ticks: e.counters.late_ticks,
         loop_lag: Percentiles::of(&e.loop_lag),
         skipped_ticks: e.counters.skipped_ticks,
+        rtp_sockets_without_kernel_timestamps: e.no_kernel_stamps,
     }
 }
 
@@ -305,13 +309,14 @@ impl Report {
         let _ = writeln!(t, "  load gen lag  {}", pct(&self.loop_lag));
         let _ = writeln!(
             t,
-            "  anomalies     unparseable SIP {}  unmatched {}  INVITE retransmissions {}  send errors {}  late ticks {}  skipped ticks {}",
+            "  anomalies     unparseable SIP {}  unmatched {}  INVITE retransmissions {}  send errors {}  late ticks {}  skipped ticks {}  RTP sockets without kernel timestamps {}",
             self.sip_unparseable,
             self.sip_unmatched,
             self.invite_retransmissions,
             self.send_errors,
             self.late_ticks,
-            self.skipped_ticks
+            self.skipped_ticks,
+            self.rtp_sockets_without_kernel_timestamps
         );
         t
     }
