@@ -3,7 +3,8 @@
 # store seeded with USERS users, runs `selfprov-load` against it at each call count of CALLS, and
 # appends one JSON line per run to RESULTS (the readable tables go to stderr and RESULTS.txt).
 #
-#   deploy/bench.sh                      # 100 and 1000 calls, then a 100-call provisioning run
+#   deploy/bench.sh                      # 100 and 1000 calls, 300 set-ups/s, the SIPp
+#                                        # cross-check, a 100-call provisioning run
 #   CALLS="100 1000 5000" deploy/bench.sh
 #   SKIP_BUILD=1 RESULTS=/tmp/r.jsonl deploy/bench.sh
 #
@@ -15,6 +16,14 @@
 #   provision  PROVISION_CALLS calls (default 100) at PROVISION_RATE (default 5/s) each do a
 #              real provisioning: ID, PIN (argon2 verify), confirm; the server hangs up after
 #              the success prompt. Set PROVISION_CALLS=0 to skip.
+#   setup      SETUP_CALLS calls (default 1500) at SETUP_RATE (default 300/s): INVITE-to-200
+#              latency under a sustained set-up rate. SETUP_CALLS=0 skips.
+#   xcheck     SIPP_CALLS calls (default 100) at RATE, 20 s each, once from selfprov-load and once
+#              from SIPp (deploy/sipp/uac_hold.xml), while tshark captures the server's RTP on
+#              the loopback: the failures of both, the jitter selfprov-load reports, and the
+#              jitter of each capture (deploy/rtp_jitter.py), so the load generator is checked
+#              against an independent peer and an independent measurement. Needs sipp
+#              (sip-tester) and tshark; SIPP_CALLS=0 skips.
 #
 # Everything runs on 127.0.0.1. Needs: cargo, and `ulimit -n` above 2 x the largest call count
 # (one RTP socket per call on each side).
@@ -28,6 +37,9 @@ USERS=${USERS:-3000}
 PIN=${PIN:-4321}
 PROVISION_CALLS=${PROVISION_CALLS:-100}
 PROVISION_RATE=${PROVISION_RATE:-5}
+SETUP_CALLS=${SETUP_CALLS:-1500}
+SETUP_RATE=${SETUP_RATE:-300}
+SIPP_CALLS=${SIPP_CALLS:-100}
 RESULTS=${RESULTS:-"$ROOT/target/bench-results.jsonl"}
 LOG_LEVEL=${LOG_LEVEL:-info}
 # On a shared machine, run the server and the load generator ahead of other work (builds...):
@@ -167,6 +179,100 @@ for n in $CALLS; do
         --setup-timeout 10s
     stop_server
 done
+
+if [ "$SETUP_CALLS" -gt 0 ]; then
+    cp "$WORK/seeded.db" "$WORK/selfprov.db"
+    rm -f "$WORK/selfprov.db-wal" "$WORK/selfprov.db-shm"
+    start_server
+    sleep 1
+    ramp=$(( (SETUP_CALLS + SETUP_RATE - 1) / SETUP_RATE ))
+    run_load "setup n=$SETUP_CALLS rate=$SETUP_RATE" --calls "$SETUP_CALLS" --rate "$SETUP_RATE" \
+        --hold "$((ramp + 5))s" --index-base 100000 --setup-timeout 10s
+    stop_server
+fi
+
+# $1 = label: the jitter of the server's RTP in $WORK/xcheck.pcap, as a JSON line in RESULTS.
+capture_jitter() {
+    local j
+    j=$(tshark -r "$WORK/xcheck.pcap" -o rtp.heuristic_rtp:TRUE -T fields -E separator=/t \
+        -e frame.time_epoch -e udp.srcport -e udp.dstport -e rtp.seq -e rtp.p_type 2>/dev/null \
+        | python3 "$ROOT/deploy/rtp_jitter.py")
+    echo "bench.sh: $1: RTP jitter in the capture: $j" | tee -a "$RESULTS.txt" >&2
+    echo "{\"label\":\"$1\",\"capture_rtp_deviation\":$j}" >>"$RESULTS"
+}
+
+start_capture() {
+    rm -f "$WORK/xcheck.pcap"
+    tshark -i lo -q -f "udp and src portrange 10000-30000" -w "$WORK/xcheck.pcap" 2>"$WORK/tshark.err" &
+    CAPTURE_PID=$!
+    # tshark says "Capturing on 'Loopback'" once it is ready.
+    for _ in $(seq 1 100); do
+        grep -q "Capturing on" "$WORK/tshark.err" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: tshark did not start capturing: $(cat "$WORK/tshark.err")" >&2
+    exit 1
+}
+
+stop_capture() {
+    sleep 1
+    kill -INT "$CAPTURE_PID" 2>/dev/null || true
+    wait "$CAPTURE_PID" 2>/dev/null || true
+}
+
+if [ "$SIPP_CALLS" -gt 0 ]; then
+    for tool in sipp tshark; do
+        command -v "$tool" >/dev/null || {
+            echo "bench.sh: the SIPp cross-check needs $tool (apt-get install sip-tester tshark), or SIPP_CALLS=0" >&2
+            exit 1
+        }
+    done
+    cp "$WORK/seeded.db" "$WORK/selfprov.db"
+    rm -f "$WORK/selfprov.db-wal" "$WORK/selfprov.db-shm"
+    start_server
+    sleep 1
+    start_capture
+    run_load "xcheck selfprov-load n=$SIPP_CALLS rate=$RATE" --calls "$SIPP_CALLS" --rate "$RATE" \
+        --hold 20s --index-base 100000 --setup-timeout 10s
+    stop_capture
+    capture_jitter "xcheck selfprov-load n=$SIPP_CALLS rate=$RATE"
+
+    start_capture
+    echo "bench.sh: xcheck sipp n=$SIPP_CALLS rate=$RATE (load average before: $(cut -d' ' -f1-3 /proc/loadavg))" \
+        | tee -a "$RESULTS.txt" >&2
+    status=0
+    (cd "$WORK" && nice -n "$NICE" "${LOAD_CPU[@]}" sipp -sf "$ROOT/deploy/sipp/uac_hold.xml" \
+        -i 127.0.0.1 -mi 127.0.0.1 -mp 47000 -s 8000 -set hold_ms 20000 \
+        -m "$SIPP_CALLS" -r "$RATE" -l "$SIPP_CALLS" -nostdin -timeout 90s \
+        -trace_stat -stf "$WORK/sipp_stat.csv" -fd 1 -trace_screen -screen_file "$WORK/sipp_screen.log" \
+        "$SIP" >"$WORK/sipp.out" 2>&1) || status=$?
+    stop_capture
+    # The statistics file's last line: calls that succeeded, failed, and the mean INVITE-to-200.
+    sipp_json=$(python3 - "$WORK/sipp_stat.csv" "$status" <<'PY'
+import csv, json, sys
+rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
+head, last = rows[0], rows[-1]
+col = lambda name: last[head.index(name)]
+def ms(v):
+    # SIPp writes durations as HH:MM:SS:uuuuuu (older versions HH:MM:SS.uuu).
+    p = v.split(":")
+    secs = int(p[0]) * 3600 + int(p[1]) * 60 + float(p[2])
+    if len(p) > 3:
+        secs += int(p[3]) / 1e6
+    return round(secs * 1000, 3)
+print(json.dumps({
+    "sipp_exit": int(sys.argv[2]),
+    "calls_successful": int(col("SuccessfulCall(C)")),
+    "calls_failed": int(col("FailedCall(C)")),
+    "setup_mean_ms": ms(col("ResponseTime1(C)")),
+}))
+PY
+)
+    echo "bench.sh: xcheck sipp n=$SIPP_CALLS rate=$RATE: $sipp_json" | tee -a "$RESULTS.txt" >&2
+    echo "{\"label\":\"xcheck sipp n=$SIPP_CALLS rate=$RATE\",\"sipp\":$sipp_json}" >>"$RESULTS"
+    capture_jitter "xcheck sipp n=$SIPP_CALLS rate=$RATE capture"
+    stop_server
+fi
 
 if [ "$PROVISION_CALLS" -gt 0 ]; then
     cp "$WORK/seeded.db" "$WORK/selfprov.db"

@@ -11,9 +11,14 @@
 //! reactor: nothing wakes per packet, and the call task only wakes for a digit or the end of a
 //! prompt.
 //!
+//! The task sleeps on a `timerfd` armed with the next slot's exact time
+//! ([`super::precise_timer`]), not on tokio's 1 ms timer, whose wake-ups wander within the
+//! millisecond and would add that much jitter to every packet.
+//!
 //! The call task controls its session through a [`MediaHandle`] (play, stop, renegotiated
 //! media); dropping the handle ends the session and closes the socket.
 
+use super::precise_timer::PreciseTimer;
 use super::udp_batch::RecvBatch;
 use crate::langpack::Prompt;
 use crate::media::session::{MediaEvent, MediaParams, MediaSession};
@@ -40,6 +45,9 @@ const PHASE_FILL: u32 = 32;
 /// Digits and the latch wait at most this long, which no caller notices (a key press lasts
 /// 100 ms or more).
 const DRAIN_EVERY_MS: u32 = 60;
+/// Calls visited before the task yields to the runtime (at the end of a slot): a task carrying
+/// thousands of calls on a core it shares with the SIP task never holds it for long.
+const VISITS_PER_TURN: usize = 128;
 /// Counters are added to the metrics at least this often.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -190,14 +198,26 @@ impl Engine {
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
+        let mut timer = PreciseTimer::new();
+        if !timer.is_precise() {
+            tracing::warn!("no timerfd: the media engine's clock falls back to 1 ms resolution");
+        }
         let mut armed: Option<Instant> = None;
+        let mut behind = false;
         loop {
+            if behind {
+                // Slots are due already: let the other tasks run, then go on.
+                tokio::task::yield_now().await;
+                while let Ok(cmd) = commands.try_recv() {
+                    self.apply(cmd, Instant::now());
+                }
+                behind = self.run_due(Instant::now());
+                continue;
+            }
             let wake = self.next_wake();
             if wake != armed {
                 if let Some(w) = wake {
-                    timer.as_mut().reset(w.into());
+                    timer.set(w);
                 }
                 armed = wake;
             }
@@ -207,12 +227,12 @@ impl Engine {
                     Some(cmd) => self.apply(cmd, Instant::now()),
                     None => return,
                 },
-                _ = &mut timer, if armed.is_some() => armed = None,
+                _ = timer.wait(), if armed.is_some() => armed = None,
             }
             while let Ok(cmd) = commands.try_recv() {
                 self.apply(cmd, Instant::now());
             }
-            self.run_due(Instant::now());
+            behind = self.run_due(Instant::now());
         }
     }
 
@@ -339,13 +359,18 @@ impl Engine {
         }
     }
 
-    /// Visits every call whose slot has come. A task late by more than the whole wheel visits
-    /// each slot once: the sessions' pacers send a bounded burst and skip the rest.
-    fn run_due(&mut self, now: Instant) {
+    /// Visits the calls whose slot has come, slot by slot, until about [`VISITS_PER_TURN`]
+    /// calls were visited; returns true when due slots remain (the caller yields, then calls
+    /// again). A task late by more than the whole wheel visits each slot once: the sessions'
+    /// pacers send a bounded burst and skip the rest.
+    fn run_due(&mut self, now: Instant) -> bool {
         let now_ms = self.ms_of(now);
-        let mut steps = 0;
+        if now_ms >= self.next_ms + WHEEL {
+            self.next_ms = now_ms + 1 - WHEEL;
+        }
+        let mut visits = 0;
         let mut gone = Vec::new();
-        while self.next_ms <= now_ms && steps < WHEEL {
+        while self.next_ms <= now_ms && visits < VISITS_PER_TURN {
             let slot = (self.next_ms % WHEEL) as usize;
             let mut entries =
                 std::mem::replace(&mut self.wheel[slot], std::mem::take(&mut self.spare));
@@ -362,6 +387,7 @@ impl Engine {
                 if e.due_ms != ms {
                     continue; // rescheduled meanwhile
                 }
+                visits += 1;
                 if !visit(e, now, &mut self.recv, &mut self.tally) {
                     gone.push(id);
                     continue;
@@ -381,10 +407,6 @@ impl Engine {
             self.wheel[slot].append(&mut self.spare);
             self.spare = entries;
             self.next_ms += 1;
-            steps += 1;
-        }
-        if self.next_ms <= now_ms {
-            self.next_ms = now_ms + 1;
         }
         for id in gone {
             self.remove(id);
@@ -393,6 +415,7 @@ impl Engine {
             self.tally.flush();
             self.last_flush = now;
         }
+        self.next_ms <= now_ms
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod call;
 pub mod media_engine;
+pub mod precise_timer;
 pub mod prompts;
 pub mod resync;
 pub mod rtp_ports;
