@@ -194,7 +194,8 @@ fi
 # $1 = label: the jitter of the server's RTP in $WORK/xcheck.pcap, as a JSON line in RESULTS.
 capture_jitter() {
     local j
-    j=$(tshark -r "$WORK/xcheck.pcap" -o rtp.heuristic_rtp:TRUE -T fields -E separator=/t \
+    # Port 47000 (SIPp's media port) is registered to another protocol: decode it as RTP.
+    j=$(tshark -r "$WORK/xcheck.pcap" -o rtp.heuristic_rtp:TRUE -d udp.port==47000,rtp -T fields -E separator=/t \
         -e frame.time_epoch -e udp.srcport -e udp.dstport -e rtp.seq -e rtp.p_type 2>/dev/null \
         | python3 "$ROOT/deploy/rtp_jitter.py")
     echo "bench.sh: $1: RTP jitter in the capture: $j" | tee -a "$RESULTS.txt" >&2
@@ -245,26 +246,34 @@ if [ "$SIPP_CALLS" -gt 0 ]; then
         -i 127.0.0.1 -mi 127.0.0.1 -mp 47000 -s 8000 -set hold_ms 20000 \
         -m "$SIPP_CALLS" -r "$RATE" -l "$SIPP_CALLS" -nostdin -timeout 90s \
         -trace_stat -stf "$WORK/sipp_stat.csv" -fd 1 -trace_screen -screen_file "$WORK/sipp_screen.log" \
+        -trace_rtt -rtt_freq 1 \
         "$SIP" >"$WORK/sipp.out" 2>&1) || status=$?
     stop_capture
-    # The statistics file's last line: calls that succeeded, failed, and the mean INVITE-to-200.
-    sipp_json=$(python3 - "$WORK/sipp_stat.csv" "$status" <<'PY'
+    # The statistics file's last line: calls that succeeded and failed; the response-time file:
+    # every call's INVITE-to-200 (ms).
+    sipp_json=$(python3 - "$WORK/sipp_stat.csv" "$status" "$WORK"/uac_hold_*_rtt.csv <<'PY'
 import csv, json, sys
 rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
 head, last = rows[0], rows[-1]
 col = lambda name: last[head.index(name)]
-def ms(v):
-    # SIPp writes durations as HH:MM:SS:uuuuuu (older versions HH:MM:SS.uuu).
-    p = v.split(":")
-    secs = int(p[0]) * 3600 + int(p[1]) * 60 + float(p[2])
-    if len(p) > 3:
-        secs += int(p[3]) / 1e6
-    return round(secs * 1000, 3)
+rtt = []
+for path in sys.argv[3:]:
+    for line in open(path):
+        f = line.strip().split(";")
+        try:
+            rtt.append(float(f[1]))
+        except (IndexError, ValueError):
+            pass
+rtt.sort()
+pct = lambda p: rtt[min(len(rtt) - 1, int(p * len(rtt)))] if rtt else None
 print(json.dumps({
     "sipp_exit": int(sys.argv[2]),
     "calls_successful": int(col("SuccessfulCall(C)")),
     "calls_failed": int(col("FailedCall(C)")),
-    "setup_mean_ms": ms(col("ResponseTime1(C)")),
+    "setup_samples": len(rtt),
+    "setup_p50_ms": pct(0.5),
+    "setup_p99_ms": pct(0.99),
+    "setup_max_ms": rtt[-1] if rtt else None,
 }))
 PY
 )

@@ -57,8 +57,12 @@ impl PreciseTimer {
         // SAFETY: `fd` is a fresh descriptor nobody else owns.
         let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
         let base = (Instant::now(), monotonic_now()?);
-        let fd =
-            tokio::io::unix::AsyncFd::with_interest(owned, tokio::io::Interest::READABLE).ok()?;
+        // SAFETY: the OwnedFd owns the descriptor, keeps it open and returns it from as_raw_fd
+        // for as long as the AsyncFd holds it.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+        }
+        .ok()?;
         Some(Inner::Fd { fd, base })
     }
 
