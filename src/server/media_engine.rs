@@ -172,6 +172,8 @@ struct Engine {
     wheel: Vec<Vec<(u64, u64)>>,
     /// Spare vector swapped in while a slot is processed.
     spare: Vec<(u64, u64)>,
+    /// The calls of the slot being processed that have sent, to be drained next.
+    visited: Vec<u64>,
     /// The next slot not yet processed (ms since the epoch).
     next_ms: u64,
     phase_load: [u32; PHASES as usize],
@@ -189,6 +191,7 @@ impl Engine {
             calls: HashMap::new(),
             wheel: (0..WHEEL).map(|_| Vec::new()).collect(),
             spare: Vec::new(),
+            visited: Vec::new(),
             next_ms: 0,
             phase_load: [0; PHASES as usize],
             recv: RecvBatch::default(),
@@ -388,10 +391,8 @@ impl Engine {
                     continue; // rescheduled meanwhile
                 }
                 visits += 1;
-                if !visit(e, now, &mut self.recv, &mut self.tally) {
-                    gone.push(id);
-                    continue;
-                }
+                send_due(e, now);
+                self.visited.push(id);
                 let mut due = Self::ceil_ms(epoch, e.session.next_deadline());
                 if due <= now_ms {
                     due = now_ms + 1;
@@ -407,6 +408,14 @@ impl Engine {
             self.wheel[slot].append(&mut self.spare);
             self.spare = entries;
             self.next_ms += 1;
+            // Every due packet of the slot is out; now what came in, and what to tell the calls.
+            for id in self.visited.drain(..) {
+                if let Some(e) = self.calls.get_mut(&id) {
+                    if !receive(e, now, &mut self.recv, &mut self.tally) {
+                        gone.push(id);
+                    }
+                }
+            }
         }
         for id in gone {
             self.remove(id);
@@ -419,9 +428,25 @@ impl Engine {
     }
 }
 
-/// One call's turn: what arrived, what is due, what to tell the call. False when the call's
-/// task has gone (its session is then removed).
-fn visit(e: &mut Entry, now: Instant, recv: &mut RecvBatch, tally: &mut RtpTally) -> bool {
+/// A call's turn, first half: the packets due. Every call of a slot sends before any socket is
+/// drained, so a packet's send time within the slot does not depend on what the calls before it
+/// received.
+fn send_due(e: &mut Entry, now: Instant) {
+    let socket = &e.socket;
+    let span = &e.span;
+    e.session
+        .on_tick(now, |packet, to| match socket.send_to(packet, to) {
+            Ok(_) => true,
+            Err(err) => {
+                span.in_scope(|| tracing::debug!(error = %err, %to, "RTP send failed"));
+                false
+            }
+        });
+}
+
+/// A call's turn, second half: what arrived (every [`DRAIN_EVERY_MS`]), and what to tell the
+/// call. False when the call's task has gone (its session is then removed).
+fn receive(e: &mut Entry, now: Instant, recv: &mut RecvBatch, tally: &mut RtpTally) -> bool {
     e.since_drain += 1;
     let drain_every = (DRAIN_EVERY_MS / e.session.params().ptime.max(1)).max(1);
     while e.since_drain >= drain_every {
@@ -435,16 +460,6 @@ fn visit(e: &mut Entry, now: Instant, recv: &mut RecvBatch, tally: &mut RtpTally
             e.since_drain = 0;
         }
     }
-    let socket = &e.socket;
-    let span = &e.span;
-    e.session
-        .on_tick(now, |packet, to| match socket.send_to(packet, to) {
-            Ok(_) => true,
-            Err(err) => {
-                span.in_scope(|| tracing::debug!(error = %err, %to, "RTP send failed"));
-                false
-            }
-        });
     let c = e.session.take_counts();
     tally.add(c.sent, c.received, c.skipped);
     while let Some(ev) = e.session.poll_event() {
