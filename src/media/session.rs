@@ -265,6 +265,21 @@ impl MediaSession {
 }
 
 #[cfg(test)]
+impl MediaParams {
+    /// What most phones agree on: PCMU at 20 ms, telephone-event at 101, both directions.
+    pub(crate) fn usual_phone(remote: SocketAddr) -> MediaParams {
+        MediaParams {
+            codec: Codec::Pcmu,
+            ptime: 20,
+            te_pt: Some(101),
+            sends: true,
+            receives: true,
+            remote: Some(remote),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::rtp::parse;
@@ -272,14 +287,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn params() -> MediaParams {
-        MediaParams {
-            codec: Codec::Pcmu,
-            ptime: 20,
-            te_pt: Some(101),
-            sends: true,
-            receives: true,
-            remote: Some("127.0.0.1:4000".parse().unwrap()),
-        }
+        MediaParams::usual_phone("127.0.0.1:4000".parse().unwrap())
     }
 
     fn prompt(samples: usize) -> Arc<Prompt> {

@@ -478,18 +478,10 @@ fn receive(e: &mut Entry, now: Instant, recv: &mut RecvBatch, tally: &mut RtpTal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::g711::Codec;
     use crate::media::rtp;
 
     fn params(remote: std::net::SocketAddr) -> MediaParams {
-        MediaParams {
-            codec: Codec::Pcmu,
-            ptime: 20,
-            te_pt: Some(101),
-            sends: true,
-            receives: true,
-            remote: Some(remote),
-        }
+        MediaParams::usual_phone(remote)
     }
 
     fn socket() -> UdpSocket {
