@@ -67,6 +67,11 @@ impl Playout {
         !self.queue.is_empty()
     }
 
+    /// Nothing queued and nothing to report: every next payload is silence.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && !self.finished_pending
+    }
+
     /// The next packet's payload, written into `buf` (cleared first).
     pub fn next_payload<'a>(&mut self, buf: &'a mut Vec<u8>) -> Frame<'a> {
         buf.clear();

@@ -87,6 +87,25 @@ impl RtpSender {
         self.octets_sent += payload.len() as u64;
     }
 
+    /// Turns `packet`, a packet this sender built with [`RtpSender::build`] (same payload
+    /// type), into the next one with the same payload: clears the marker, writes the current
+    /// sequence number and timestamp, and advances the sequence number like `build`. A stream of
+    /// identical payloads (silence between prompts) then costs 7 bytes written per packet
+    /// instead of a whole packet built. Returns false, changing nothing, for a buffer shorter
+    /// than a header.
+    pub fn rebuild_header(&mut self, packet: &mut [u8]) -> bool {
+        let Some(header) = packet.get_mut(..12) else {
+            return false;
+        };
+        header[1] &= 0x7F;
+        header[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        header[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        self.packets_sent += 1;
+        self.octets_sent += (packet.len() - 12) as u64;
+        true
+    }
+
     /// Advances the timestamp by `samples` sampling periods (wrapping modulo 2^32).
     pub fn advance_timestamp(&mut self, samples: u32) {
         self.timestamp = self.timestamp.wrapping_add(samples);
@@ -218,6 +237,29 @@ impl SeqTracker {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_rebuilt_header_equals_a_fresh_build() {
+        let payload = [0xFFu8; 160];
+        let mut a = RtpSender::with_initial(0x1234_5678, 0xFFFF, 0xFFFF_FF00);
+        let mut b = a.clone();
+        let mut pa = Vec::new();
+        let mut pb = Vec::new();
+        a.build(0, true, &payload, &mut pa);
+        b.build(0, true, &payload, &mut pb);
+        for _ in 0..3 {
+            a.advance_timestamp(160);
+            b.advance_timestamp(160);
+            a.build(0, false, &payload, &mut pa);
+            assert!(b.rebuild_header(&mut pb));
+            assert_eq!(pa, pb, "sequence and timestamp wrap the same way");
+        }
+        assert_eq!(
+            (a.seq, a.packets_sent, a.octets_sent),
+            (b.seq, b.packets_sent, b.octets_sent)
+        );
+        assert!(!b.rebuild_header(&mut [0u8; 11]));
+    }
+
     use super::*;
 
     #[test]

@@ -89,6 +89,9 @@ pub struct MediaSession {
     counts: Counts,
     payload: Vec<u8>,
     packet: Vec<u8>,
+    /// `packet` holds a silence packet of the current format: while the playout is idle, the
+    /// next packets only get a new header (no payload cut, no packet built).
+    silence_built: bool,
     pcm: Vec<i16>,
 }
 
@@ -113,6 +116,7 @@ impl MediaSession {
             counts: Counts::default(),
             payload: Vec::with_capacity(bytes),
             packet: Vec::with_capacity(bytes + 12),
+            silence_built: false,
             pcm: Vec::with_capacity(bytes),
         }
     }
@@ -153,6 +157,7 @@ impl MediaSession {
         }
         let format_changed = params.codec != self.params.codec || params.ptime != self.params.ptime;
         if format_changed {
+            self.silence_built = false;
             self.playout.reconfigure(params.codec, params.ptime);
             self.pacer = Self::pacer(restart, params.ptime);
         }
@@ -164,6 +169,7 @@ impl MediaSession {
     /// the queue has been sent (at once for an empty queue).
     pub fn play(&mut self, prompts: impl IntoIterator<Item = Arc<Prompt>>, generation: u64) {
         self.generation = generation;
+        self.silence_built = false;
         self.playout.play(prompts);
     }
 
@@ -181,17 +187,27 @@ impl MediaSession {
         let spp = self.playout.samples_per_packet() as u32;
         for i in 0..due.skipped + due.send {
             let sending = i >= due.skipped;
-            let frame = self.playout.next_payload(&mut self.payload);
-            let finished = frame.queue_finished;
+            // Idle with a silence packet at hand: only its header changes.
+            let reuse = self.silence_built && self.playout.is_idle();
+            let mut finished = false;
+            // The payload was cut while idle: all silence (a frame with a prompt's end is not).
+            let mut silence = reuse;
+            if !reuse {
+                silence = self.playout.is_idle();
+                finished = self.playout.next_payload(&mut self.payload).queue_finished;
+            }
             if sending && self.params.sends {
                 if let Some(remote) = self.params.remote {
-                    self.packet.clear();
-                    self.sender.build(
-                        self.params.codec.payload_type(),
-                        self.first_packet,
-                        &self.payload,
-                        &mut self.packet,
-                    );
+                    if !(reuse && self.sender.rebuild_header(&mut self.packet)) {
+                        self.sender.build(
+                            self.params.codec.payload_type(),
+                            self.first_packet,
+                            &self.payload,
+                            &mut self.packet,
+                        );
+                        // Only a packet actually built from silence may be reused.
+                        self.silence_built = silence;
+                    }
                     self.first_packet = false;
                     if send(&self.packet, remote) {
                         self.counts.sent += 1;
@@ -344,6 +360,50 @@ mod tests {
         );
         assert_eq!(s.next_deadline(), t0 + 100 * MS);
         assert_eq!(s.take_counts().sent, 5);
+    }
+
+    #[test]
+    fn silence_between_prompts_is_reused_and_a_new_prompt_replaces_it() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(params(), t0, Duration::from_secs(10));
+        let mut all = Vec::new();
+        let mut n = 0u32;
+        let mut run = |s: &mut MediaSession, k: u32, all: &mut Vec<Vec<u8>>| {
+            for _ in 0..k {
+                for (p, _) in tick(s, t0 + 20 * MS * n) {
+                    all.push(p);
+                }
+                n += 1;
+            }
+        };
+        run(&mut s, 4, &mut all); // silence from the start
+        s.play([prompt(320)], 1); // two packets of audio
+        run(&mut s, 5, &mut all);
+        s.play([prompt(160)], 2);
+        run(&mut s, 3, &mut all);
+        let silence = Codec::Pcmu.silence_byte();
+        let audio = prompt(1).encoded(Codec::Pcmu)[0];
+        let kinds: Vec<char> = all
+            .iter()
+            .map(|p| {
+                let p = parse(p).unwrap();
+                assert_eq!(p.payload.len(), 160);
+                if p.payload.iter().all(|&b| b == silence) {
+                    's'
+                } else {
+                    assert!(p.payload.iter().all(|&b| b == audio));
+                    'a'
+                }
+            })
+            .collect();
+        assert_eq!(kinds.iter().collect::<String>(), "ssssaasssass");
+        for (k, w) in all.windows(2).enumerate() {
+            let (a, b) = (parse(&w[0]).unwrap(), parse(&w[1]).unwrap());
+            assert_eq!(b.seq, a.seq.wrapping_add(1), "packet {k}");
+            assert_eq!(b.timestamp, a.timestamp.wrapping_add(160), "packet {k}");
+            assert!(!b.marker, "packet {k}");
+        }
+        assert!(parse(&all[0]).unwrap().marker);
     }
 
     #[test]
