@@ -30,7 +30,7 @@ use common::http::cfg_value;
 
 use common::audio::write_silence_wav;
 use common::baresip::Baresip;
-use common::server::{Server, ServerOptions, JDOE};
+use common::server::{Server, JDOE};
 use common::{tail, wait_for};
 use serde_json::Value;
 
@@ -44,23 +44,7 @@ const IVR: &str = "8000";
 
 /// The server with an autoregistration range and MD5-only challenges (see the module doc).
 fn server_with_autoreg() -> Server {
-    let server = Server::start_with(&ServerOptions {
-        extra: vec![("registrar", r#"digest_algorithms = ["MD5"]"#.into())],
-        ..ServerOptions::default()
-    });
-    let out = server.cli(&[
-        "settings",
-        "update",
-        "--data",
-        r#"{"autoreg_start_dn": "2000", "autoreg_end_dn": "2009"}"#,
-    ]);
-    assert!(
-        out.success(),
-        "settings update: {}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    server
+    Server::start_with_autoreg(r#"["MD5"]"#, vec![])
 }
 
 struct Guest {

@@ -17,7 +17,7 @@ mod common;
 
 use common::http::{self, api, cfg_value};
 use common::pcap::{write_rfc4733, Rfc4733Options};
-use common::server::{Server, ServerOptions, JDOE};
+use common::server::{Server, JDOE};
 use common::sipp::Sipp;
 use common::{ports, provisioning_keys_after, wait_for, LEAD_MS};
 use std::net::SocketAddr;
@@ -33,28 +33,8 @@ fn metrics_text(addr: SocketAddr) -> String {
 
 /// SIPp 3.6 knows only MD5 and answers the first challenge it reads: MD5 goes first (the
 /// SHA-256 challenge is still offered, second). The registrar's own tests cover SHA-256.
-fn server_with_autoreg(mut extra: Vec<(&'static str, String)>) -> Server {
-    extra.push((
-        "registrar",
-        r#"digest_algorithms = ["MD5", "SHA-256"]"#.into(),
-    ));
-    let server = Server::start_with(&ServerOptions {
-        extra,
-        ..ServerOptions::default()
-    });
-    let out = server.cli(&[
-        "settings",
-        "update",
-        "--data",
-        r#"{"autoreg_start_dn": "2000", "autoreg_end_dn": "2009"}"#,
-    ]);
-    assert!(
-        out.success(),
-        "settings update: {}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    server
+fn server_with_autoreg(extra: Vec<(&'static str, String)>) -> Server {
+    Server::start_with_autoreg(r#"["MD5", "SHA-256"]"#, extra)
 }
 
 struct Guest {

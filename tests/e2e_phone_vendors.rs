@@ -20,7 +20,7 @@
 mod common;
 
 use common::pcap::{write_rfc4733, Rfc4733Options};
-use common::server::{Server, ServerOptions, JDOE};
+use common::server::{Server, JDOE};
 use common::sipp::{header, Sipp, SippOutcome};
 use common::{ports, provisioning_keys_after, wait_for, LEAD_MS};
 
@@ -350,26 +350,7 @@ fn read_snom(server: &Server, phone: &Phone, prefix: &str) -> PhoneView {
 /// SIPp 3.6 knows only MD5 and answers the first challenge it reads: MD5 goes first (as in
 /// e2e_phone_life.rs; the registrar's own tests cover SHA-256).
 fn server_with_autoreg() -> Server {
-    let server = Server::start_with(&ServerOptions {
-        extra: vec![(
-            "registrar",
-            r#"digest_algorithms = ["MD5", "SHA-256"]"#.into(),
-        )],
-        ..ServerOptions::default()
-    });
-    let out = server.cli(&[
-        "settings",
-        "update",
-        "--data",
-        r#"{"autoreg_start_dn": "2000", "autoreg_end_dn": "2009"}"#,
-    ]);
-    assert!(
-        out.success(),
-        "settings update: {}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    server
+    Server::start_with_autoreg(r#"["MD5", "SHA-256"]"#, vec![])
 }
 
 /// The account points at selfprov's SIP address and carries everything a line needs.

@@ -285,6 +285,36 @@ impl Server {
         }
     }
 
+    /// A server whose phones can provision themselves from scratch: an autoregistration range
+    /// 2000-2009 and the registrar offering `digest_algorithms` (a TOML array; SIPp and baresip
+    /// answer only MD5, so MD5 goes first), plus `extra` config lines.
+    pub fn start_with_autoreg(
+        digest_algorithms: &str,
+        mut extra: Vec<(&'static str, String)>,
+    ) -> Server {
+        extra.push((
+            "registrar",
+            format!("digest_algorithms = {digest_algorithms}"),
+        ));
+        let server = Server::start_with(&ServerOptions {
+            extra,
+            ..ServerOptions::default()
+        });
+        let out = server.cli(&[
+            "settings",
+            "update",
+            "--data",
+            r#"{"autoreg_start_dn": "2000", "autoreg_end_dn": "2009"}"#,
+        ]);
+        assert!(
+            out.success(),
+            "settings update: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        server
+    }
+
     /// Runs `selfprov <args> --config <this config>` (bounded) and returns its output.
     pub fn cli(&self, args: &[&str]) -> RunOutput {
         let mut cmd = Command::new(binary());
