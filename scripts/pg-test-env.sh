@@ -128,6 +128,8 @@ selfprov_pg_start() {
     if ! selfprov_pg__as_postgres "$bindir/psql" -v ON_ERROR_STOP=1 -q -h "$dir" -p "$port" -U postgres \
         -d postgres >"$dir/setup.log" 2>&1 <<SQL
 CREATE ROLE selfprov_test LOGIN CREATEDB PASSWORD '$password';
+-- DROP DATABASE ... WITH (FORCE) must be able to end an autovacuum worker in the database.
+GRANT pg_signal_backend TO selfprov_test;
 CREATE DATABASE selfprov_test OWNER selfprov_test;
 SQL
     then

@@ -7,6 +7,9 @@
 //! and dropped after it. Requests go through the router in-process (`tower::ServiceExt`).
 #![allow(dead_code)]
 
+#[path = "common/pg.rs"]
+mod pg;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
@@ -54,15 +57,7 @@ impl PgDb {
     }
 
     pub async fn drop_db(self) {
-        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut admin)
-            .await;
-            admin.close().await.ok();
-        }
+        pg::drop_database(&self.admin_url, &self.name).await;
     }
 }
 

@@ -78,15 +78,7 @@ impl PgDb {
     }
 
     async fn drop_db(self) {
-        let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.unwrap();
+        store_suite::drop_database(&self.admin_url, &self.name).await;
     }
 }
 

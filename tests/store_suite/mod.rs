@@ -10,6 +10,11 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/pg.rs"]
+mod pg;
+#[allow(unused_imports)] // used by store_postgres.rs only
+pub use pg::drop_database;
+
 pub mod binding;
 pub mod crud;
 
@@ -166,14 +171,7 @@ impl Ctx {
     pub async fn finish(self) {
         self.store.close().await;
         if let Some((admin_url, name)) = self.pg {
-            let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-            admin.close().await.unwrap();
+            pg::drop_database(&admin_url, &name).await;
         }
     }
 }
