@@ -1,8 +1,10 @@
-//! HTTP/SIP Digest access authentication, server side (RFC 7616, RFC 8760, RFC 3261 §22), sans-IO.
+//! HTTP/SIP Digest access authentication (RFC 7616, RFC 8760, RFC 3261 §22), sans-IO.
 //!
 //! Owns: building `WWW-Authenticate` / `Proxy-Authenticate` challenge values, parsing
 //! `Authorization` / `Proxy-Authorization` credentials, and verifying them. Used by the guest
-//! registrar (REGISTER) and the phone-config HTTP server. Nothing here reads a clock or touches a
+//! registrar (REGISTER) and the phone-config HTTP server. A small client side ([`Challenge`],
+//! [`Challenge::authorization`]) answers a challenge the way a phone does; the load generator
+//! uses it to register and to dial as a guest phone. Nothing here reads a clock or touches a
 //! socket: every call that needs the time takes `now: SystemTime`.
 //!
 //! # Decisions
@@ -579,6 +581,113 @@ fn push_quoted(out: &mut String, v: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Client side
+
+/// A parsed `WWW-Authenticate` / `Proxy-Authenticate` value with the `Digest` scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub nonce: String,
+    pub opaque: Option<String>,
+    pub algorithm: Algorithm,
+    /// `qop="auth"` (or a list holding `auth`) was offered; `false`: the RFC 2069 form.
+    pub qop_auth: bool,
+    pub stale: bool,
+}
+
+impl Challenge {
+    /// Parses a challenge. A missing `algorithm` means MD5 (RFC 7616 §3.3); an unknown one is
+    /// [`Rejection::UnknownAlgorithm`], so a client can skip to the next challenge.
+    pub fn parse(value: &str) -> Result<Challenge, Rejection> {
+        use Rejection::Malformed;
+        if value.len() > MAX_HEADER_LEN {
+            return Err(Malformed("challenge too long"));
+        }
+        let v = value.trim_matches(is_lws_char);
+        let scheme_end = v.find(is_lws_char).unwrap_or(v.len());
+        if !v
+            .get(..scheme_end)
+            .is_some_and(|s| s.eq_ignore_ascii_case("Digest"))
+        {
+            return Err(Malformed("not the Digest scheme"));
+        }
+        let mut realm = None;
+        let mut nonce = None;
+        let mut opaque = None;
+        let mut algorithm = Algorithm::Md5;
+        let mut qop_auth = false;
+        let mut stale = false;
+        for (name, value) in parse_params(v.get(scheme_end..).unwrap_or(""))? {
+            match name.to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(value),
+                "nonce" => nonce = Some(value),
+                "opaque" => opaque = Some(value),
+                "algorithm" => {
+                    algorithm = Algorithm::from_name(&value).ok_or_else(|| {
+                        Rejection::UnknownAlgorithm(value.chars().take(32).collect())
+                    })?
+                }
+                "qop" => {
+                    qop_auth = value
+                        .split(',')
+                        .any(|q| q.trim().eq_ignore_ascii_case("auth"))
+                }
+                "stale" => stale = value.eq_ignore_ascii_case("true"),
+                _ => {}
+            }
+        }
+        Ok(Challenge {
+            realm: realm.ok_or(Malformed("challenge without realm"))?,
+            nonce: nonce.ok_or(Malformed("challenge without nonce"))?,
+            opaque,
+            algorithm,
+            qop_auth,
+            stale,
+        })
+    }
+
+    /// The `Authorization` / `Proxy-Authorization` value answering this challenge for a
+    /// request (`method`, `uri` = its Request-URI). `nc` counts the requests made with this
+    /// nonce (from 1); `cnonce` is the client's random string.
+    pub fn authorization(
+        &self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        nc: u32,
+        cnonce: &str,
+    ) -> String {
+        let ha1 = ha1(self.algorithm, username, &self.realm, password);
+        let nc = format!("{nc:08x}");
+        let qop = self.qop_auth.then_some(("auth", nc.as_str(), cnonce));
+        let response = response_hex(self.algorithm, &ha1, &self.nonce, qop, method, uri);
+        let mut s = String::with_capacity(300);
+        s.push_str("Digest username=");
+        push_quoted(&mut s, username);
+        s.push_str(", realm=");
+        push_quoted(&mut s, &self.realm);
+        s.push_str(", nonce=");
+        push_quoted(&mut s, &self.nonce);
+        s.push_str(", uri=");
+        push_quoted(&mut s, uri);
+        s.push_str(", response=\"");
+        s.push_str(&response);
+        s.push_str("\", algorithm=");
+        s.push_str(self.algorithm.name());
+        if let Some(o) = &self.opaque {
+            s.push_str(", opaque=");
+            push_quoted(&mut s, o);
+        }
+        if self.qop_auth {
+            let _ = write!(s, ", qop=auth, nc={nc}, cnonce=");
+            push_quoted(&mut s, cnonce);
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Replay table
 
 #[derive(Debug, Clone, Copy)]
@@ -1136,5 +1245,67 @@ mod tests {
         assert!(a
             .open_nonce(std::str::from_utf8(&forged).unwrap())
             .is_none());
+    }
+
+    /// The client side answers every challenge the server side issues (each algorithm, with
+    /// and without a realm containing a quote), and the server accepts it; a wrong password
+    /// and a second use of the same `nc` are refused.
+    #[test]
+    fn client_answers_our_own_challenges() {
+        let mut config = DigestConfig::new("selfprov \"lab\"");
+        config.algorithms = vec![Algorithm::Sha256, Algorithm::Md5, Algorithm::Sha512_256];
+        let mut v = Verifier::new(config, [9; 32]).unwrap();
+        let now = SystemTime::now();
+        let uri = "sip:8000@127.0.0.1:5060";
+        // The challenges of one round share a nonce: a fresh round for each algorithm.
+        for i in 0..3 {
+            let value = v.challenges(now, false).swap_remove(i);
+            let c = Challenge::parse(&value).unwrap();
+            assert!(c.qop_auth && !c.stale, "{value}");
+            assert_eq!(c.realm, "selfprov \"lab\"");
+            let auth = c.authorization("2000", "s3cret", "INVITE", uri, 1, "abc");
+            let creds = parse_authorization(&auth).unwrap();
+            assert_eq!(creds.algorithm, c.algorithm);
+            assert_eq!(
+                v.verify(&creds, "INVITE", uri, &Secret::Password("s3cret"), now),
+                Outcome::Ok {
+                    username: "2000".into()
+                },
+                "{auth}"
+            );
+            assert_eq!(
+                v.verify(&creds, "INVITE", uri, &Secret::Password("s3cret"), now),
+                Outcome::Replayed
+            );
+            let wrong = c.authorization("2000", "guess", "INVITE", uri, 2, "abc");
+            let creds = parse_authorization(&wrong).unwrap();
+            assert_eq!(
+                v.verify(&creds, "INVITE", uri, &Secret::Password("s3cret"), now),
+                Outcome::BadResponse
+            );
+        }
+        let stale = Challenge::parse(&v.challenges(now, true)[0]).unwrap();
+        assert!(stale.stale);
+    }
+
+    #[test]
+    fn challenge_parsing_defaults_and_refusals() {
+        let c = Challenge::parse(r#"Digest realm="r", nonce="n""#).unwrap();
+        assert_eq!(
+            (c.algorithm, c.qop_auth, c.opaque),
+            (Algorithm::Md5, false, None)
+        );
+        let c = Challenge::parse(r#"digest nonce="n", qop="auth-int,auth", realm="r""#).unwrap();
+        assert!(c.qop_auth);
+        assert!(matches!(
+            Challenge::parse(r#"Digest realm="r", nonce="n", algorithm=SHA-1"#),
+            Err(Rejection::UnknownAlgorithm(a)) if a == "SHA-1"
+        ));
+        assert!(Challenge::parse(r#"Basic realm="r""#).is_err());
+        assert!(Challenge::parse(r#"Digest realm="r""#).is_err());
+        // RFC 2069 form: no qop, so no nc/cnonce in the answer.
+        let c = Challenge::parse(r#"Digest realm="r", nonce="n""#).unwrap();
+        let a = c.authorization("u", "p", "REGISTER", "sip:x", 1, "cn");
+        assert!(!a.contains("nc=") && !a.contains("qop"), "{a}");
     }
 }
