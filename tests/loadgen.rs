@@ -146,3 +146,106 @@ fn concurrent_calls_with_rfc4733_keys() {
     assert!(n("steady_window_s") > 1.0, "{ctx}");
     assert!(n("loadgen_cpu_percent") >= 0.0, "{ctx}");
 }
+
+/// Phone mode: two new phones fetch their guest configs, register (401 answered), dial the IVR
+/// (407 answered), provision two users with ID, PIN and confirmation, and get the resync NOTIFY
+/// after the server hangs up; the load generator times last key → NOTIFY and its parts.
+#[test]
+fn phone_mode_provisions_and_times_the_resync_notify() {
+    let server = Server::start_with_autoreg(r#"["SHA-256", "MD5"]"#, vec![]);
+    server.add_user(&JDOE);
+    server.add_user(&common::server::User {
+        user_id: "asmith",
+        self_provisioning_id: "1002",
+        extension: "1002",
+        ..JDOE
+    });
+    let prov = server
+        .provisioning
+        .expect("the server printed its provisioning address");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfprov-load"));
+    cmd.args(["--target", &server.sip.to_string()])
+        .args(["--register", &prov.to_string()])
+        .args(["--calls", "2"])
+        .args(["--rate", "2"])
+        .args(["--hold", "40s"])
+        .args(["--digits", "{n}#,4321#,1"])
+        .args(["--digit-pauses", "3s,1500ms,5500ms"])
+        .args(["--index-base", "1001"])
+        .args(["--notify-timeout", "10s"])
+        .args(["--max-time", "60s"])
+        .arg("--json");
+    let out = run_bounded(cmd, Duration::from_secs(90));
+    let ctx = format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}\n--- server log ---\n{}",
+        out.status,
+        out.stdout,
+        out.stderr,
+        tail(&server.log(), 80)
+    );
+    assert!(out.success(), "selfprov-load failed: {ctx}");
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line: {ctx}"));
+    let r: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {ctx}"));
+    assert_eq!(r["calls_failed"].as_u64(), Some(0), "{ctx}");
+    assert_eq!(
+        r["ended_by"]["server_bye"].as_u64(),
+        Some(2),
+        "the server hangs up after the success prompt: {ctx}"
+    );
+    let p = &r["phone"];
+    assert_eq!(p["registered"].as_u64(), Some(2), "{ctx}");
+    assert_eq!(p["notify_expected"].as_u64(), Some(2), "{ctx}");
+    assert_eq!(p["notify_received"].as_u64(), Some(2), "{ctx}");
+    assert_eq!(
+        p["notify_events"]["check-sync;reboot=true"].as_u64(),
+        Some(2),
+        "Yealink's resync event: {ctx}"
+    );
+    let ms = |k: &str, q: &str| {
+        p[k][q]
+            .as_f64()
+            .unwrap_or_else(|| panic!("phone.{k}.{q} missing: {ctx}"))
+    };
+    // The NOTIFY follows the closing prompts (the phone reboots once the caller has heard
+    // them), and comes quickly after the hang-up.
+    assert!(
+        ms("key_to_notify", "p50_ms") >= f64::from(common::SUCCESS_PROMPT_MIN_MS),
+        "{ctx}"
+    );
+    assert!(ms("bye_to_notify", "max_ms") < 2_000.0, "{ctx}");
+    assert!(ms("key_to_audio", "max_ms") < 2_000.0, "{ctx}");
+    assert!(
+        ms("audio_to_bye", "p50_ms") >= f64::from(common::SUCCESS_PROMPT_MIN_MS) - 1_000.0,
+        "{ctx}"
+    );
+    // Both phones now carry their user's extension as line 1.
+    let mut bound: Vec<(String, String)> = server
+        .devices()
+        .into_iter()
+        .map(|d| {
+            (
+                d.owner.unwrap_or_default(),
+                d.lines
+                    .first()
+                    .map(|l| l.number.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    bound.sort();
+    assert_eq!(
+        bound,
+        vec![
+            ("asmith".to_string(), "1002".to_string()),
+            ("jdoe".to_string(), "1001".to_string())
+        ],
+        "{ctx}"
+    );
+}

@@ -207,6 +207,10 @@ pub struct Dialog {
     /// The remote target from the 200's Contact (in-dialog requests go to it).
     pub remote_target: Option<String>,
     pub invite_branch: String,
+    /// CSeq of the current INVITE (2 after a 407); the BYE takes the next one.
+    pub invite_cseq: u32,
+    /// Answer to the server's 407, sent with the INVITE once challenged.
+    pub proxy_authorization: Option<String>,
 }
 
 impl Dialog {
@@ -262,7 +266,15 @@ impl Dialog {
              a=sendrecv\r\n",
             rtp.port()
         );
-        let mut m = self.common("INVITE", &self.request_uri, &self.invite_branch, 1);
+        let mut m = self.common(
+            "INVITE",
+            &self.request_uri,
+            &self.invite_branch,
+            self.invite_cseq,
+        );
+        if let Some(a) = &self.proxy_authorization {
+            m += &format!("Proxy-Authorization: {a}\r\n");
+        }
         m += &format!(
             "Contact: <sip:{}@{}>\r\n\
              Allow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n\
@@ -286,14 +298,14 @@ impl Dialog {
         } else {
             (self.request_uri.as_str(), self.invite_branch.as_str())
         };
-        let mut m = self.common("ACK", uri, branch, 1);
+        let mut m = self.common("ACK", uri, branch, self.invite_cseq);
         m += "Content-Length: 0\r\n\r\n";
         m
     }
 
     pub fn bye(&self, branch: &str) -> String {
         let uri = self.remote_target.as_deref().unwrap_or(&self.request_uri);
-        let mut m = self.common("BYE", uri, branch, 2);
+        let mut m = self.common("BYE", uri, branch, self.invite_cseq + 1);
         m += "Content-Length: 0\r\n\r\n";
         m
     }
@@ -444,6 +456,8 @@ mod tests {
             to_uri: "sip:8000@127.0.0.1:5060".into(),
             remote_target: None,
             invite_branch: "z9hG4bK1".into(),
+            invite_cseq: 1,
+            proxy_authorization: None,
         };
         let inv = d.invite("127.0.0.1:41000".parse().unwrap(), 9);
         let Ok(Message::Request(r)) = parse(inv.as_bytes()) else {

@@ -20,10 +20,15 @@
 //! time the kernel received it (`SO_TIMESTAMPNS`): the jitter figures do not depend on when this
 //! process got round to reading, only on when packets arrived.
 //!
-//! Not implemented: authentication (401/407 count as failures), TCP, CANCEL on set-up timeout,
-//! Record-Route (in-dialog requests go straight to the server).
+//! With `--register <provisioning address>` each caller is a new phone instead (`phone.rs`):
+//! guest config over HTTP, REGISTER with digest, INVITE answering the 407, and after the
+//! server's BYE the resync NOTIFY on its registered contact, timed from the last key.
+//!
+//! Not implemented: authentication outside phone mode (401/407 count as failures), TCP, CANCEL
+//! on set-up timeout, Record-Route (in-dialog requests go straight to the server).
 
 mod call;
+mod phone;
 mod report;
 mod stats;
 
@@ -113,6 +118,15 @@ pub struct Args {
     /// A label copied into the JSON (e.g. the run's name in a results file).
     #[arg(long, default_value = "")]
     label: String,
+    /// Phone mode: the provisioning server's HTTP address. Each call first fetches its guest
+    /// config there (`GET /<mac>.cfg` as a Yealink, MAC from --index-base + index), registers
+    /// the guest account and dials with digest authentication; after a server hang-up it waits
+    /// for the resync NOTIFY, timed from the last key.
+    #[arg(long, value_name = "ADDR")]
+    register: Option<SocketAddr>,
+    /// Phone mode: how long to wait for the resync NOTIFY after the server's BYE.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    notify_timeout: Duration,
 }
 
 /// How a call ended.
@@ -130,6 +144,10 @@ enum End {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// Phone mode: the guest config is being fetched.
+    Fetching,
+    /// Phone mode: REGISTER sent.
+    Registering,
     Inviting,
     Established,
     Byeing,
@@ -157,6 +175,20 @@ struct Call {
     bye: Option<Bytes>,
     bye_sent: Option<Instant>,
     end: Option<End>,
+    /// Our RTP socket's address (the SDP offer).
+    rtp_local: Option<SocketAddr>,
+    /// Phone mode: the registration, and the REGISTER last sent (retransmitted until answered).
+    reg: Option<phone::Registration>,
+    reg_msg: Option<Bytes>,
+    registered: bool,
+    /// When the first packet of the script's last key went out.
+    last_key_at: Option<Instant>,
+    /// The first packet with sound (not mu-law silence) that arrived after the last key.
+    audio_after_last_key: Option<Instant>,
+    server_bye_at: Option<Instant>,
+    /// Phone mode: the first NOTIFY on our contact, and its Event.
+    notify_at: Option<Instant>,
+    notify_event: Option<String>,
 }
 
 #[derive(Default)]
@@ -168,6 +200,7 @@ struct Counters {
     skipped_ticks: u64,
     invite_retransmissions: u64,
     server_requests_other: u64,
+    notify_unmatched: u64,
 }
 
 struct Engine {
@@ -179,6 +212,10 @@ struct Engine {
     t0: Instant,
     calls: Vec<Call>,
     by_call_id: HashMap<String, usize>,
+    /// Phone mode: contact user (the NOTIFY's Request-URI) → call.
+    by_contact: HashMap<String, usize>,
+    /// Phone mode: calls whose guest config is to be fetched (the main loop spawns the fetch).
+    to_fetch: Vec<usize>,
     slots: Vec<Vec<usize>>,
     setup: Histogram,
     /// RTP inter-arrival deviation of every call.
@@ -241,6 +278,8 @@ impl Engine {
             to_uri: uri,
             remote_target: None,
             invite_branch: format!("z9hG4bK{}", random_token()),
+            invite_cseq: 1,
+            proxy_authorization: None,
         };
         let mut call = Call {
             slot: idx as u64 % SLOTS,
@@ -263,6 +302,15 @@ impl Engine {
             bye: None,
             bye_sent: None,
             end: None,
+            rtp_local: None,
+            reg: None,
+            reg_msg: None,
+            registered: false,
+            last_key_at: None,
+            audio_after_last_key: None,
+            server_bye_at: None,
+            notify_at: None,
+            notify_event: None,
         };
         let sock = std::net::UdpSocket::bind((self.args.local_ip, 0))
             .and_then(|s| s.set_nonblocking(true).map(|_| s));
@@ -272,11 +320,18 @@ impl Engine {
                     self.no_kernel_stamps += 1;
                 }
                 call.rtp_sock = Some(sock);
-                call.invite = Bytes::from(call.dialog.invite(local, n));
+                call.rtp_local = Some(local);
                 self.by_call_id.insert(call.dialog.call_id.clone(), idx);
-                let invite = call.invite.clone();
-                self.calls.push(call);
-                self.send_sip(&invite);
+                if self.args.register.is_some() {
+                    call.state = State::Fetching;
+                    self.calls.push(call);
+                    self.to_fetch.push(idx);
+                } else {
+                    call.invite = Bytes::from(call.dialog.invite(local, n));
+                    let invite = call.invite.clone();
+                    self.calls.push(call);
+                    self.send_sip(&invite);
+                }
             }
             Err(e) => {
                 call.state = State::Done;
@@ -287,6 +342,114 @@ impl Engine {
         if let Some(slot) = self.slots.get_mut(idx % SLOTS as usize) {
             slot.push(idx);
         }
+    }
+
+    /// Phone mode: the guest config arrived (or could not be had): REGISTER with its account.
+    fn on_guest(&mut self, idx: usize, guest: anyhow::Result<phone::Guest>, now: Instant) {
+        let guest = match guest {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("call {idx}: guest config: {e:#}");
+                return self.finish(idx, End::Failed("guest config".into()), now);
+            }
+        };
+        let Some(call) = self.calls.get_mut(idx) else {
+            return;
+        };
+        if call.state != State::Fetching {
+            return;
+        }
+        call.dialog.local_user = guest.number.clone();
+        let reg = phone::Registration {
+            guest,
+            call_id: format!("reg{idx}-{}@selfprov-load", random_token()),
+            from_tag: random_token(),
+            cseq: 0,
+            contact_user: format!("ph{idx}"),
+        };
+        self.by_call_id.insert(reg.call_id.clone(), idx);
+        self.by_contact.insert(reg.contact_user.clone(), idx);
+        call.reg = Some(reg);
+        call.state = State::Registering;
+        call.invite_sent = now;
+        self.send_register(idx, None, now);
+    }
+
+    /// Sends (a new) REGISTER for call `idx`, with `authorization` when answering a challenge.
+    fn send_register(&mut self, idx: usize, authorization: Option<&str>, now: Instant) {
+        let (local, target) = (self.sip_local, self.args.target);
+        let Some(call) = self.calls.get_mut(idx) else {
+            return;
+        };
+        let Some(reg) = call.reg.as_mut() else {
+            return;
+        };
+        let branch = format!("z9hG4bK{}", random_token());
+        let msg = Bytes::from(reg.register(local, target, &branch, authorization));
+        call.reg_msg = Some(msg.clone());
+        call.retx_interval = T1;
+        call.retx_at = now + T1;
+        self.send_sip(&msg);
+    }
+
+    /// Phone mode: the registrar answered.
+    fn on_register_response(&mut self, idx: usize, r: Response, now: Instant) {
+        let Some(call) = self.calls.get_mut(idx) else {
+            return;
+        };
+        if call.state != State::Registering || r.status < 200 {
+            return;
+        }
+        let Some(reg) = call.reg.as_ref() else {
+            return;
+        };
+        // Only answers to the REGISTER last sent count (a late answer to the first one is
+        // dropped).
+        if r.cseq().map(|c| c.seq).ok() != Some(reg.cseq) {
+            return;
+        }
+        match r.status {
+            200..=299 => {
+                call.registered = true;
+                call.reg_msg = None;
+                call.state = State::Inviting;
+                self.send_invite(idx, now);
+            }
+            401 if reg.cseq == 1 => {
+                let uri = phone::register_uri(self.args.target);
+                let auth = answer_challenge(&r, "WWW-Authenticate", &reg.guest, "REGISTER", &uri);
+                match auth {
+                    Some(a) => self.send_register(idx, Some(&a), now),
+                    None => self.finish(
+                        idx,
+                        End::Failed("REGISTER: no usable challenge".into()),
+                        now,
+                    ),
+                }
+            }
+            status => {
+                let why = format!("REGISTER: {status} {}", r.reason);
+                self.finish(idx, End::Failed(why), now)
+            }
+        }
+    }
+
+    /// (Re)builds and sends call `idx`'s INVITE, starting its set-up clock.
+    fn send_invite(&mut self, idx: usize, now: Instant) {
+        let n = self.args.index_base + idx as u64;
+        let Some(call) = self.calls.get_mut(idx) else {
+            return;
+        };
+        let Some(local) = call.rtp_local else {
+            return;
+        };
+        call.invite = Bytes::from(call.dialog.invite(local, n));
+        call.invite_sent = now;
+        call.provisional = false;
+        call.retx_interval = T1;
+        call.retx_at = now + T1;
+        let invite = call.invite.clone();
+        self.send_sip(&invite);
     }
 
     fn finish(&mut self, idx: usize, end: End, now: Instant) {
@@ -340,6 +503,12 @@ impl Engine {
                     None => now,
                 };
                 call.rx.on_datagram(data, at, PTIME, &mut self.deviation);
+                if call.audio_after_last_key.is_none()
+                    && call.last_key_at.is_some_and(|k| at > k)
+                    && is_sound(data)
+                {
+                    call.audio_after_last_key = Some(at);
+                }
             }
             if n < selfprov::server::udp_batch::BATCH {
                 break;
@@ -353,7 +522,19 @@ impl Engine {
             return;
         };
         match call.state {
-            State::Done => {}
+            State::Done | State::Fetching => {}
+            State::Registering => {
+                if now.saturating_duration_since(call.invite_sent) >= self.args.setup_timeout {
+                    self.finish(idx, End::Failed("REGISTER timeout".into()), now);
+                } else if now >= call.retx_at {
+                    // Timer E: doubles up to T2.
+                    call.retx_interval = (call.retx_interval * 2).min(T2);
+                    call.retx_at = now + call.retx_interval;
+                    if let Some(m) = call.reg_msg.clone() {
+                        self.send_sip(&m);
+                    }
+                }
+            }
             State::Inviting => {
                 if now.saturating_duration_since(call.invite_sent) >= self.args.setup_timeout {
                     self.finish(idx, End::Failed("timeout".into()), now);
@@ -391,6 +572,14 @@ impl Engine {
                 else {
                     return;
                 };
+                if call.last_key_at.is_none() {
+                    let last = call.script.keys.len().checked_sub(1);
+                    if let call::Packet::Event { index, k: 0 } = media.classify(&call.script, p) {
+                        if Some(index) == last {
+                            call.last_key_at = Some(now);
+                        }
+                    }
+                }
                 let pkt = media.build(&call.script, p);
                 if send_now(sock, pkt, to).is_err() {
                     self.counters.send_errors += 1;
@@ -436,6 +625,7 @@ impl Engine {
             return;
         };
         match cseq.method {
+            Method::Register => self.on_register_response(idx, r, now),
             Method::Invite => self.on_invite_response(idx, r, now),
             Method::Bye if r.status >= 200 && call.state == State::Byeing => {
                 self.finish(idx, End::OurBye, now)
@@ -465,6 +655,27 @@ impl Engine {
             return;
         }
         call.dialog.to_tag = to_tag;
+        if status == 407 && call.dialog.proxy_authorization.is_none() {
+            if let Some(guest) = call.reg.as_ref().map(|r| r.guest.clone()) {
+                // ACK the 407 (same transaction), then INVITE again with credentials: a new
+                // transaction (CSeq + 1, new branch), the same Call-ID and From tag.
+                let ack = call.dialog.ack(false, "");
+                let uri = call.dialog.request_uri.clone();
+                let auth = answer_challenge(&r, "Proxy-Authenticate", &guest, "INVITE", &uri);
+                call.dialog.to_tag = None;
+                call.dialog.invite_cseq += 1;
+                call.dialog.invite_branch = format!("z9hG4bK{}", random_token());
+                call.dialog.proxy_authorization = auth;
+                let ok = call.dialog.proxy_authorization.is_some();
+                self.send_sip(ack.as_bytes());
+                if ok {
+                    self.send_invite(idx, now);
+                } else {
+                    self.finish(idx, End::Failed("INVITE: no usable challenge".into()), now);
+                }
+                return;
+            }
+        }
         if !(200..300).contains(&status) {
             let ack = call.dialog.ack(false, "");
             let reason = format!("{status} {}", r.reason);
@@ -522,9 +733,15 @@ impl Engine {
             .call_id()
             .ok()
             .and_then(|id| self.by_call_id.get(id).copied());
+        if r.method == Method::Notify {
+            return self.on_notify(r, now);
+        }
         let status = match (&r.method, idx) {
             (Method::Ack, _) => return,
             (Method::Bye, Some(idx)) => {
+                if let Some(c) = self.calls.get_mut(idx) {
+                    c.server_bye_at.get_or_insert(now);
+                }
                 let state = self.calls.get(idx).map(|c| c.state);
                 match state {
                     Some(State::Established) => self.finish(idx, End::ServerBye, now),
@@ -552,6 +769,27 @@ impl Engine {
         self.send_sip(&resp.to_bytes());
     }
 
+    /// Phone mode: a NOTIFY to one of our contacts (the resync). Answered 200 (404 when the
+    /// contact is not ours); the first one per phone is timed.
+    fn on_notify(&mut self, r: Request, now: Instant) {
+        let idx = r.uri.user().and_then(|u| self.by_contact.get(u).copied());
+        let status = match idx.and_then(|i| self.calls.get_mut(i)) {
+            Some(call) => {
+                if call.notify_at.is_none() {
+                    call.notify_at = Some(now);
+                    call.notify_event = Some(r.headers.get("Event").unwrap_or("-").to_string());
+                }
+                200
+            }
+            None => {
+                self.counters.notify_unmatched += 1;
+                404
+            }
+        };
+        let resp = Response::for_request(&r, status, "");
+        self.send_sip(&resp.to_bytes());
+    }
+
     fn sample(&mut self) {
         if let Some(pid) = self.args.server_pid {
             if let Some(s) = read_proc(&pid.to_string()) {
@@ -564,12 +802,57 @@ impl Engine {
     }
 
     fn settled(&self) -> bool {
-        self.calls.len() == self.args.calls && self.calls.iter().all(|c| c.state != State::Inviting)
+        self.calls.len() == self.args.calls
+            && self.calls.iter().all(|c| {
+                !matches!(
+                    c.state,
+                    State::Inviting | State::Registering | State::Fetching
+                )
+            })
     }
 
-    fn all_done(&self) -> bool {
-        self.calls.len() == self.args.calls && self.calls.iter().all(|c| c.state == State::Done)
+    /// Every call ended, and in phone mode every phone the server hung up on has had its
+    /// NOTIFY or waited --notify-timeout for it.
+    fn all_done(&self, now: Instant) -> bool {
+        let phone = self.args.register.is_some();
+        self.calls.len() == self.args.calls
+            && self.calls.iter().all(|c| {
+                c.state == State::Done
+                    && (!phone
+                        || c.notify_at.is_some()
+                        || c.server_bye_at.is_none_or(|b| {
+                            now.saturating_duration_since(b) >= self.args.notify_timeout
+                        }))
+            })
     }
+}
+
+/// The credentials answering the first challenge in `header` we can use.
+fn answer_challenge(
+    r: &Response,
+    header: &str,
+    guest: &phone::Guest,
+    method: &str,
+    uri: &str,
+) -> Option<String> {
+    let challenge = r
+        .headers
+        .get_all(header)
+        .find_map(|v| selfprov::sip::digest::Challenge::parse(v).ok())?;
+    Some(challenge.authorization(
+        &guest.auth_name,
+        &guest.password,
+        method,
+        uri,
+        1,
+        &random_token(),
+    ))
+}
+
+/// A PCMU packet carrying sound: any payload byte that is not one of mu-law's two zeros.
+fn is_sound(datagram: &[u8]) -> bool {
+    selfprov::media::rtp::parse(datagram)
+        .is_some_and(|p| p.pt == 0 && p.payload.iter().any(|&b| b != 0xFF && b != 0x7F))
 }
 
 /// Sends a datagram with one `sendto` on the (non-blocking) socket. Not tokio's `try_send_to`:
@@ -651,9 +934,9 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
         );
     }
     let ramp = Duration::from_secs_f64((args.calls as f64 - 1.0).max(0.0) / args.rate);
-    let max_time = args
-        .max_time
-        .unwrap_or(ramp + args.hold + args.setup_timeout + Duration::from_secs(45));
+    let max_time = args.max_time.unwrap_or(
+        ramp + args.hold + args.setup_timeout + args.notify_timeout + Duration::from_secs(45),
+    );
     let sip = Rc::new(sip_socket(args.local_ip).context("SIP socket")?);
     let sip_local = sip.local_addr()?;
 
@@ -666,6 +949,8 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
         t0,
         calls: Vec::with_capacity(args.calls),
         by_call_id: HashMap::with_capacity(args.calls),
+        by_contact: HashMap::new(),
+        to_fetch: Vec::new(),
         slots: vec![Vec::new(); SLOTS as usize],
         setup: Histogram::default(),
         deviation: Histogram::default(),
@@ -723,6 +1008,17 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
             }
             e.launch(idx, now);
         }
+        // Phone mode: fetch the new calls' guest configs, each in a task of its own.
+        if let Some(server) = args.register {
+            for idx in std::mem::take(&mut e.to_fetch) {
+                let mac = phone::mac(args.index_base + idx as u64);
+                let (engine, timeout) = (engine.clone(), args.setup_timeout);
+                tokio::task::spawn_local(async move {
+                    let guest = phone::fetch_guest(server, &mac, timeout).await;
+                    engine.borrow_mut().on_guest(idx, guest, Instant::now());
+                });
+            }
+        }
         e.on_tick(tick, now);
         if e.settled_at.is_none() && e.settled() {
             e.settled_at = Some(now);
@@ -730,7 +1026,8 @@ async fn run(args: Args) -> anyhow::Result<report::Report> {
         if tick % SAMPLE_EVERY_TICKS == 0 {
             e.sample();
         }
-        if e.all_done() || now.saturating_duration_since(t0) >= max_time || e.sip_error.is_some() {
+        if e.all_done(now) || now.saturating_duration_since(t0) >= max_time || e.sip_error.is_some()
+        {
             for idx in 0..e.calls.len() {
                 e.finish(idx, End::Aborted, now);
             }

@@ -33,6 +33,84 @@ impl Percentiles {
     }
 }
 
+impl Percentiles {
+    /// Exact percentiles of a few samples (durations of any length).
+    fn of_samples(mut v: Vec<std::time::Duration>) -> Percentiles {
+        v.sort();
+        let ms = |d: &std::time::Duration| d.as_secs_f64() * 1000.0;
+        let at = |q: f64| {
+            let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1)) - 1;
+            v.get(i).map(ms)
+        };
+        Percentiles {
+            samples: v.len() as u64,
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: v.last().map(ms),
+            mean_ms: (!v.is_empty()).then(|| v.iter().map(ms).sum::<f64>() / v.len() as f64),
+        }
+    }
+}
+
+/// Phone mode: registration and the resync NOTIFY after each provisioning, timed from the
+/// first packet of the script's last key.
+#[derive(Debug, Serialize, Default)]
+pub struct PhoneReport {
+    /// Phones whose REGISTER got a 2xx.
+    pub registered: u64,
+    /// Phones the server hung up on after every key was sent: each should get a NOTIFY.
+    pub notify_expected: u64,
+    pub notify_received: u64,
+    /// NOTIFYs by Event header (`check-sync;reboot=true`...).
+    pub notify_events: BTreeMap<String, u64>,
+    /// NOTIFYs to contacts that are not ours (answered 404).
+    pub notify_unmatched: u64,
+    /// Last key → NOTIFY, end to end (includes the closing prompts the caller hears).
+    pub key_to_notify: Percentiles,
+    /// Last key → first packet of sound (key detected, provisioning committed, prompt begun).
+    pub key_to_audio: Percentiles,
+    /// First packet of sound → the server's BYE (the closing prompts playing).
+    pub audio_to_bye: Percentiles,
+    /// The server's BYE → NOTIFY (the resync: contacts looked up, NOTIFY built and sent).
+    pub bye_to_notify: Percentiles,
+}
+
+fn phone_report(e: &Engine) -> PhoneReport {
+    let mut r = PhoneReport {
+        notify_unmatched: e.counters.notify_unmatched,
+        ..PhoneReport::default()
+    };
+    let (mut k2n, mut k2a, mut a2b, mut b2n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let gap = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+        (Some(a), Some(b)) => Some(b.saturating_duration_since(a)),
+        _ => None,
+    };
+    for c in &e.calls {
+        r.registered += u64::from(c.registered);
+        if let Some(ev) = &c.notify_event {
+            *r.notify_events.entry(ev.clone()).or_insert(0) += 1;
+        }
+        r.notify_received += u64::from(c.notify_at.is_some());
+        let all_keys = c
+            .media
+            .as_ref()
+            .is_some_and(|m| m.keys_sent == c.script.keys.len() as u64);
+        if c.server_bye_at.is_some() && all_keys {
+            r.notify_expected += 1;
+        }
+        k2n.extend(gap(c.last_key_at, c.notify_at));
+        k2a.extend(gap(c.last_key_at, c.audio_after_last_key));
+        a2b.extend(gap(c.audio_after_last_key, c.server_bye_at));
+        b2n.extend(gap(c.server_bye_at, c.notify_at));
+    }
+    r.key_to_notify = Percentiles::of_samples(k2n);
+    r.key_to_audio = Percentiles::of_samples(k2a);
+    r.audio_to_bye = Percentiles::of_samples(a2b);
+    r.bye_to_notify = Percentiles::of_samples(b2n);
+    r
+}
+
 /// CPU (% of one core) and memory of a process over the steady-state window.
 #[derive(Debug, Serialize, Default)]
 pub struct ProcUsage {
@@ -91,6 +169,9 @@ pub struct Report {
     /// RTP sockets on which the kernel would not timestamp arrivals (their packets are timed
     /// when read, up to 20 ms late: the jitter figures are then not to be trusted).
     pub rtp_sockets_without_kernel_timestamps: u64,
+    /// Phone mode only (`--register`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<PhoneReport>,
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -223,6 +304,7 @@ pub fn build(
         loop_lag: Percentiles::of(&e.loop_lag),
         skipped_ticks: e.counters.skipped_ticks,
         rtp_sockets_without_kernel_timestamps: e.no_kernel_stamps,
+        phone: e.args.register.map(|_| phone_report(e)),
     }
 }
 
@@ -307,6 +389,26 @@ impl Report {
             opt(self.loadgen_rss_mb, 1)
         );
         let _ = writeln!(t, "  load gen lag  {}", pct(&self.loop_lag));
+        if let Some(p) = &self.phone {
+            let events: Vec<String> = p
+                .notify_events
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "  phones        registered {}  NOTIFY received {} of {} expected ({})  unmatched {}",
+                p.registered,
+                p.notify_received,
+                p.notify_expected,
+                events.join(", "),
+                p.notify_unmatched
+            );
+            let _ = writeln!(t, "  key → NOTIFY  {}", pct(&p.key_to_notify));
+            let _ = writeln!(t, "  key → sound   {}", pct(&p.key_to_audio));
+            let _ = writeln!(t, "  sound → BYE   {}", pct(&p.audio_to_bye));
+            let _ = writeln!(t, "  BYE → NOTIFY  {}", pct(&p.bye_to_notify));
+        }
         let _ = writeln!(
             t,
             "  anomalies     unparseable SIP {}  unmatched {}  INVITE retransmissions {}  send errors {}  late ticks {}  skipped ticks {}  RTP sockets without kernel timestamps {}",
