@@ -18,6 +18,12 @@
 #              the success prompt. Set PROVISION_CALLS=0 to skip.
 #   setup      SETUP_CALLS calls (default 1500) at SETUP_RATE (default 300/s): INVITE-to-200
 #              latency under a sustained set-up rate. SETUP_CALLS=0 skips.
+#   notify     NOTIFY_CALLS new phones (default 100) at NOTIFY_RATE (default 2/s) provision
+#              themselves while NOTIFY_BACKGROUND other calls (default 1000) are up: each
+#              fetches its guest config over HTTP, registers (digest), dials the IVR (407),
+#              types ID, PIN and confirmation, and after the server's hang-up gets the resync
+#              NOTIFY; selfprov-load --register times last key → NOTIFY and its parts (key →
+#              sound of the success prompt, the prompt, BYE → NOTIFY). NOTIFY_CALLS=0 skips.
 #   xcheck     SIPP_CALLS calls (default 100) at RATE, 20 s each, once from selfprov-load and once
 #              from SIPp (deploy/sipp/uac_hold.xml), while tshark captures the server's RTP on
 #              the loopback: the failures of both, the jitter selfprov-load reports, and the
@@ -40,6 +46,9 @@ PROVISION_RATE=${PROVISION_RATE:-5}
 SETUP_CALLS=${SETUP_CALLS:-1500}
 SETUP_RATE=${SETUP_RATE:-300}
 SIPP_CALLS=${SIPP_CALLS:-100}
+NOTIFY_CALLS=${NOTIFY_CALLS:-100}
+NOTIFY_RATE=${NOTIFY_RATE:-2}
+NOTIFY_BACKGROUND=${NOTIFY_BACKGROUND:-1000}
 RESULTS=${RESULTS:-"$ROOT/target/bench-results.jsonl"}
 LOG_LEVEL=${LOG_LEVEL:-info}
 # On a shared machine, run the server and the load generator ahead of other work (builds...):
@@ -58,7 +67,7 @@ if [ "$PIN_CPUS" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null;
     LOAD_CPU=(taskset -c 1)
 fi
 
-need=$(( $(echo "$CALLS $PROVISION_CALLS" | tr ' ' '\n' | sort -n | tail -1) * 2 + 200 ))
+need=$(( $(echo "$CALLS $PROVISION_CALLS $((NOTIFY_BACKGROUND + NOTIFY_CALLS))" | tr ' ' '\n' | sort -n | tail -1) * 2 + 200 ))
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
     ulimit -n "$need" 2>/dev/null || {
         echo "bench.sh: ulimit -n is $(ulimit -n), $need needed" >&2
@@ -99,6 +108,10 @@ inter_digit_timeout_ms = 5000
 url = "sqlite://$WORK/selfprov.db"
 [http]
 listen = "127.0.0.1:0"
+[provisioning]
+http_listen = "127.0.0.1:0"
+[registrar]
+max_guests = 5000
 [log]
 level = "$LOG_LEVEL"
 EOF
@@ -126,7 +139,8 @@ start_server() {
     SERVER_PID=$!
     for _ in $(seq 1 300); do
         SIP=$(sed -n 's/^SIP listening on \(.*\) (udp+tcp)$/\1/p' "$WORK/server.out")
-        [ -n "$SIP" ] && return 0
+        PROV=$(sed -n 's|^Provisioning listening on http://\(.*\)/$|\1|p' "$WORK/server.out")
+        [ -n "$SIP" ] && [ -n "$PROV" ] && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
     done
@@ -188,6 +202,36 @@ if [ "$SETUP_CALLS" -gt 0 ]; then
     ramp=$(( (SETUP_CALLS + SETUP_RATE - 1) / SETUP_RATE ))
     run_load "setup n=$SETUP_CALLS rate=$SETUP_RATE" --calls "$SETUP_CALLS" --rate "$SETUP_RATE" \
         --hold "$((ramp + 5))s" --index-base 100000 --setup-timeout 10s
+    stop_server
+fi
+
+if [ "$NOTIFY_CALLS" -gt 0 ]; then
+    cp "$WORK/seeded.db" "$WORK/selfprov.db"
+    rm -f "$WORK/selfprov.db-wal" "$WORK/selfprov.db-shm"
+    # Guest numbers for the new phones, clear of the users' extensions (200000...).
+    "$SELFPROV" settings update --config "$WORK/selfprov.toml" \
+        --data '{"autoreg_start_dn": "300000", "autoreg_end_dn": "309999"}' >/dev/null
+    start_server
+    sleep 1
+    # The background calls: up before the first phone dials, until after the last one is done.
+    bramp=$(( (NOTIFY_BACKGROUND + RATE - 1) / RATE ))
+    nramp=$(( (NOTIFY_CALLS + NOTIFY_RATE - 1) / NOTIFY_RATE ))
+    # A provisioning call lasts about 30 s (keys at 3, 4.5 and 10 s, then the success prompt).
+    bhold=$(( nramp + 60 ))
+    echo "bench.sh: notify: $NOTIFY_BACKGROUND background calls, then $NOTIFY_CALLS phones" \
+        | tee -a "$RESULTS.txt" >&2
+    nice -n "$NICE" "${LOAD_CPU[@]}" "$LOAD" --target "$SIP" --label "notify background n=$NOTIFY_BACKGROUND" \
+        --calls "$NOTIFY_BACKGROUND" --rate "$RATE" --hold "${bhold}s" --digits "{n}#" \
+        --digit-pauses 3s --index-base 100000 --setup-timeout 10s >"$WORK/background.out" 2>&1 &
+    BACKGROUND_PID=$!
+    sleep $(( bramp + 5 ))
+    run_load "notify phones n=$NOTIFY_CALLS rate=$NOTIFY_RATE background=$NOTIFY_BACKGROUND" \
+        --register "$PROV" --calls "$NOTIFY_CALLS" --rate "$NOTIFY_RATE" --hold 40s \
+        --digits "{n}#,$PIN#,1" --digit-pauses 3s,1500ms,5500ms --index-base 101000 \
+        --notify-timeout 10s --setup-timeout 10s
+    wait "$BACKGROUND_PID" || true
+    sed '$d' "$WORK/background.out" | tee -a "$RESULTS.txt" >&2
+    tail -1 "$WORK/background.out" >>"$RESULTS"
     stop_server
 fi
 
