@@ -5,7 +5,9 @@
 use super::error::{ApiError, JsonBody};
 use super::schema::apply_put;
 use super::ApiState;
-use crate::provisioning::secret::{hash_secret, validate_admin_code, MAX_SECRET_DIGITS};
+use crate::provisioning::secret::{
+    hash_secret, run_hashing, validate_admin_code, MAX_SECRET_DIGITS,
+};
 use crate::store::SelfProvSettings;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -172,9 +174,11 @@ pub async fn update_settings(
                     format!("{e} (1 to {MAX_SECRET_DIGITS} digits; \"\" removes the code)"),
                 )
             })?;
-            let hash = tokio::task::spawn_blocking(move || hash_secret(&code))
+            let hash = run_hashing(move || hash_secret(&code))
                 .await
-                .map_err(|e| ApiError::internal(format!("hashing the admin code failed: {e}")))?
+                .ok_or_else(|| {
+                    ApiError::internal("hashing the admin code failed: the hashing thread failed")
+                })?
                 .map_err(|e| ApiError::internal(format!("hashing the admin code failed: {e}")))?;
             Some(hash)
         }

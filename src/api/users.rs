@@ -9,7 +9,7 @@
 use super::error::{ApiError, JsonBody, PathParams, QueryParams};
 use super::list::{ListParams, Page};
 use super::ApiState;
-use crate::provisioning::secret::{hash_secret, validate_pin, MAX_SECRET_DIGITS};
+use crate::provisioning::secret::{hash_secret, run_hashing, validate_pin, MAX_SECRET_DIGITS};
 use crate::store::{format_time, User, UserInput};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -149,9 +149,9 @@ const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
 /// Hashes a secret off the async worker threads (argon2 is deliberately slow).
 async fn hash_blocking(secret: String, what: &str) -> Result<String, ApiError> {
     let failed = |e: String| ApiError::internal(format!("hashing the {what} failed: {e}"));
-    tokio::task::spawn_blocking(move || hash_secret(&secret))
+    run_hashing(move || hash_secret(&secret))
         .await
-        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("the hashing thread failed".into()))?
         .map_err(|e| failed(e.to_string()))
 }
 

@@ -622,8 +622,9 @@ impl Call {
                 }
             };
             let has_pin = pin_hash.is_some();
-            // argon2 is deliberately slow: keep it off the async workers.
-            let outcome = tokio::task::spawn_blocking(move || {
+            // argon2 is deliberately slow: on the low-priority hashing threads, off the
+            // async workers and behind the media.
+            let outcome = crate::provisioning::secret::run_hashing(move || {
                 use crate::provisioning::secret::verify_secret;
                 if pin_hash
                     .as_deref()

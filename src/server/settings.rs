@@ -11,7 +11,7 @@
 //! to the stored settings at start-up, so a file-managed deployment keeps working.
 
 use crate::config::{AuthMode, IvrConfig};
-use crate::provisioning::secret::{hash_secret, verify_secret};
+use crate::provisioning::secret::{hash_secret, run_hashing, verify_secret};
 use crate::store::{SelfProvSettings, Store};
 use anyhow::Context;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ pub async fn apply_config(store: &Store, ivr: &IvrConfig) -> anyhow::Result<()> 
             // Re-hashing would give a new salt on every start: keep a hash that matches.
             let (hash, code) = (current.to_string(), code.clone());
             !hash.is_empty()
-                && tokio::task::spawn_blocking(move || verify_secret(&hash, &code))
+                && run_hashing(move || verify_secret(&hash, &code))
                     .await
                     .unwrap_or(false)
         };
@@ -113,8 +113,9 @@ pub async fn apply_config(store: &Store, ivr: &IvrConfig) -> anyhow::Result<()> 
             } else {
                 let code = code.clone();
                 Some(
-                    tokio::task::spawn_blocking(move || hash_secret(&code))
-                        .await?
+                    run_hashing(move || hash_secret(&code))
+                        .await
+                        .context("hashing ivr.admin_auth_code: the hashing thread failed")?
                         .context("hashing ivr.admin_auth_code")?,
                 )
             };
