@@ -220,8 +220,10 @@ if [ "$NOTIFY_CALLS" -gt 0 ]; then
     # The background calls: up before the first phone dials, until after the last one is done.
     bramp=$(( (NOTIFY_BACKGROUND + RATE - 1) / RATE ))
     nramp=$(( (NOTIFY_CALLS + NOTIFY_RATE - 1) / NOTIFY_RATE ))
-    # A provisioning call lasts about 30 s (keys at 3, 4.5 and 10 s, then the success prompt).
-    bhold=$(( nramp + 60 ))
+    # A provisioning call lasts about 30 s: keys from 3 s, the confirmation 10 s after the PIN
+    # (once the confirmation prompts have ended, so the first sound after it is the success
+    # prompt's), then the success prompt (about 9.5 s).
+    bhold=$(( nramp + 70 ))
     echo "bench.sh: notify: $NOTIFY_BACKGROUND background calls, then $NOTIFY_CALLS phones" \
         | tee -a "$RESULTS.txt" >&2
     nice -n "$NICE" "${LOAD_CPU[@]}" "$LOAD" --target "$SIP" --label "notify background n=$NOTIFY_BACKGROUND" \
@@ -231,8 +233,10 @@ if [ "$NOTIFY_CALLS" -gt 0 ]; then
     sleep $(( bramp + 5 ))
     run_load "notify phones n=$NOTIFY_CALLS rate=$NOTIFY_RATE background=$NOTIFY_BACKGROUND" \
         --register "$PROV" --calls "$NOTIFY_CALLS" --rate "$NOTIFY_RATE" --hold 40s \
-        --digits "{n}#,$PIN#,1" --digit-pauses 3s,1500ms,5500ms --index-base 101000 \
+        --digits "{n}#,$PIN#,1" --digit-pauses 3s,1500ms,10s --index-base 101000 \
         --notify-timeout 10s --setup-timeout 10s
+    bound=$("$SELFPROV" device list --json --config "$WORK/selfprov.toml" | grep -o '"owner": *"u[0-9]*"' | wc -l)
+    echo "bench.sh: notify: devices bound: $bound of $NOTIFY_CALLS" | tee -a "$RESULTS.txt" >&2
     wait "$BACKGROUND_PID" || true
     sed '$d' "$WORK/background.out" | tee -a "$RESULTS.txt" >&2
     tail -1 "$WORK/background.out" >>"$RESULTS"
