@@ -7,14 +7,13 @@
 //! never logged and never put in errors.
 //!
 //! Why not tokio's blocking pool: its threads run at the runtime's priority, so a burst of PIN
-//! checks (an admin's row of phones, or someone guessing) took the CPU from the threads that
-//! pace RTP and answer SIP. Measured with `deploy/bench.sh`'s notify phase (100 phones
-//! provisioning while 1,000 calls run, the server on one core): last key → first sound of the
-//! success prompt had a p99 of 79 ms on the blocking pool, from argon2 runs of other callers.
-//! At nice 10 the scheduler gives the runtime nearly all of the core whenever it has work
-//! (weight 110 against 1024 at nice 0), and a PIN check only takes the time left over. The
-//! threads are few (one per core), so a flood of PIN attempts queues instead of multiplying
-//! threads: each caller's check waits, nothing else does.
+//! checks (an admin's row of phones, or someone guessing) competes on equal terms with the
+//! threads that pace RTP and answer SIP. At nice 10 the scheduler gives the runtime nearly all
+//! of a core whenever it has work (weight 110 against 1024 at nice 0), and a PIN check takes
+//! the time left over. The threads are few (one per core), so a flood of PIN attempts queues
+//! instead of multiplying threads: each caller's check waits, nothing else does. (At the bench's
+//! 2 checks a second, about a tenth of a core, the RTP figures did not move either way:
+//! `docs/performance.md`, notify phase.)
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;

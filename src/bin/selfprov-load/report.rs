@@ -59,7 +59,8 @@ impl Percentiles {
 pub struct PhoneReport {
     /// Phones whose REGISTER got a 2xx.
     pub registered: u64,
-    /// Phones the server hung up on after every key was sent: each should get a NOTIFY.
+    /// Phones the server hung up on after every key was sent: each should get a NOTIFY if its
+    /// provisioning succeeded (the caller cannot tell from SIP; count the devices bound).
     pub notify_expected: u64,
     pub notify_received: u64,
     /// NOTIFYs by Event header (`check-sync;reboot=true`...).
@@ -68,7 +69,10 @@ pub struct PhoneReport {
     pub notify_unmatched: u64,
     /// Last key → NOTIFY, end to end (includes the closing prompts the caller hears).
     pub key_to_notify: Percentiles,
-    /// Last key → first packet of sound (key detected, provisioning committed, prompt begun).
+    /// Last key → first packet of sound (key detected, provisioning committed, prompt begun,
+    /// and the prompt's own lead-in: 50 ms of near-silence in the shipped prompts). Only means
+    /// that when no prompt is playing as the key goes out: a prompt still playing counts as
+    /// sound at once.
     pub key_to_audio: Percentiles,
     /// First packet of sound → the server's BYE (the closing prompts playing).
     pub audio_to_bye: Percentiles,
