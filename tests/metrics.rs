@@ -126,6 +126,20 @@ fn a_provisioning_call_and_config_fetches_are_counted() {
     assert!(sent > 100.0, "RTP packets sent: {sent}\n{after}");
     let received = must(&after, "selfprov_rtp_packets_received_total");
     assert!(received > 0.0, "RTP packets received: {received}\n{after}");
+    // The media engine timed its wake-ups: about one per packet slot, a few hundred here,
+    // each in some bucket, and the histogram's buckets are cumulative.
+    let wakes = must(&after, "selfprov_media_engine_wake_lateness_seconds_count");
+    assert!(
+        wakes > 50.0,
+        "media engine wake-ups timed: {wakes}\n{after}"
+    );
+    assert_eq!(
+        must(
+            &after,
+            "selfprov_media_engine_wake_lateness_seconds_bucket{le=\"+Inf\"}"
+        ),
+        wakes
+    );
     assert_eq!(
         must(&after, "selfprov_provisionings_total{result=\"bound\"}"),
         1.0

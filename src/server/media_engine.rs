@@ -230,7 +230,12 @@ impl Engine {
                     Some(cmd) => self.apply(cmd, Instant::now()),
                     None => return,
                 },
-                _ = timer.wait(), if armed.is_some() => armed = None,
+                _ = timer.wait(), if armed.is_some() => {
+                    if let Some(due) = armed.take() {
+                        metrics::global()
+                            .media_wake_lateness(Instant::now().saturating_duration_since(due));
+                    }
+                }
             }
             while let Ok(cmd) = commands.try_recv() {
                 self.apply(cmd, Instant::now());
