@@ -44,6 +44,29 @@ fn server_pid(config: &std::path::Path) -> u32 {
     panic!("no `selfprov serve --config {needle}` process found");
 }
 
+/// Runs `selfprov-load` (bounded in time), checks it succeeded, and returns its JSON report
+/// with a context string (its output and the server's log) for assertion messages.
+fn run_load(cmd: Command, limit: Duration, server: &Server) -> (serde_json::Value, String) {
+    let out = run_bounded(cmd, limit);
+    let ctx = format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}\n--- server log ---\n{}",
+        out.status,
+        out.stdout,
+        out.stderr,
+        tail(&server.log(), 80)
+    );
+    assert!(out.success(), "selfprov-load failed: {ctx}");
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line: {ctx}"));
+    let r: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {ctx}"));
+    (r, ctx)
+}
+
 #[test]
 fn concurrent_calls_with_rfc4733_keys() {
     let server = Server::start_with(&ServerOptions::default());
@@ -62,23 +85,7 @@ fn concurrent_calls_with_rfc4733_keys() {
         .args(["--max-time", "30s"])
         .args(["--label", "tests/loadgen"])
         .arg("--json");
-    let out = run_bounded(cmd, Duration::from_secs(60));
-    let ctx = format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}\n--- server log ---\n{}",
-        out.status,
-        out.stdout,
-        out.stderr,
-        tail(&server.log(), 80)
-    );
-    assert!(out.success(), "selfprov-load failed: {ctx}");
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line: {ctx}"));
-    let r: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {ctx}"));
+    let (r, ctx) = run_load(cmd, Duration::from_secs(60), &server);
     let n = |k: &str| {
         r.get(k)
             .and_then(|v| v.as_f64())
@@ -176,23 +183,7 @@ fn phone_mode_provisions_and_times_the_resync_notify() {
         .args(["--notify-timeout", "10s"])
         .args(["--max-time", "60s"])
         .arg("--json");
-    let out = run_bounded(cmd, Duration::from_secs(90));
-    let ctx = format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}\n--- server log ---\n{}",
-        out.status,
-        out.stdout,
-        out.stderr,
-        tail(&server.log(), 80)
-    );
-    assert!(out.success(), "selfprov-load failed: {ctx}");
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line: {ctx}"));
-    let r: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {ctx}"));
+    let (r, ctx) = run_load(cmd, Duration::from_secs(90), &server);
     assert_eq!(r["calls_failed"].as_u64(), Some(0), "{ctx}");
     assert_eq!(
         r["ended_by"]["server_bye"].as_u64(),
