@@ -14,9 +14,8 @@ use axum::http::{Request, StatusCode};
 use selfprov::config::FileAuth;
 use selfprov::phoneprov::serve::{router, serve, ProvSettings, ProvState};
 use selfprov::phoneprov::{Renderer, SipServer};
-use selfprov::provisioning::DeviceIdentity;
 use selfprov::sip::digest::{ha1, response_hex, Algorithm};
-use selfprov::store::{AuthMethod, DeviceState, NewUser, Store, Transport};
+use selfprov::store::{DeviceState, Store, Transport};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -543,27 +542,7 @@ async fn real_socket_guest_then_source_ip_fetch() {
 
     // Bound, and its line registered from 127.0.0.1: the bare path is served to that address
     // (the peer address comes from the real connection).
-    store
-        .add_user(NewUser {
-            user_id: "jdoe".into(),
-            extension: "2001".into(),
-            selfprov_enabled: true,
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-    let d = store
-        .bind_device(
-            &DeviceIdentity {
-                mac: Some("001565AABB02".into()),
-                sip_identity: "0700@x".into(),
-                ..Default::default()
-            },
-            "jdoe",
-            AuthMethod::Pin,
-        )
-        .await
-        .unwrap();
+    let d = common::store::bind_to_jdoe(&store, "001565AABB02").await;
     let (status, _) = raw_get(addr, "/001565aabb02.cfg").await;
     assert_eq!(status, 403);
     let line = store
