@@ -191,6 +191,7 @@ mod tests {
 
     /// Hashing work runs on the low-priority threads, gives its result back, and a job that
     /// panics gives `None` without taking the threads down.
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_are_niced_and_survive_a_panic() {
         let nice = run_hashing(|| {
