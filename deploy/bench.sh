@@ -52,6 +52,8 @@ NOTIFY_RATE=${NOTIFY_RATE:-2}
 NOTIFY_BACKGROUND=${NOTIFY_BACKGROUND:-1000}
 RESULTS=${RESULTS:-"$ROOT/target/bench-results.jsonl"}
 LOG_LEVEL=${LOG_LEVEL:-info}
+# rtp.realtime_priority of the server: 0 (default) or a SCHED_FIFO priority for its media threads.
+REALTIME=${REALTIME:-0}
 # On a shared machine, run the server and the load generator ahead of other work (builds...):
 # NICE=-5 when root, unless set. The figures still depend on what else runs: the load average
 # before each run is written next to it.
@@ -100,6 +102,7 @@ max_calls = 20000
 port_min = 10000
 port_max = 30000
 inactivity_timeout_ms = 30000
+realtime_priority = $REALTIME
 [ivr]
 extensions = ["8000"]
 auth_mode = "$1"
@@ -179,7 +182,7 @@ run_load() {
 }
 
 mkdir -p "$(dirname "$RESULTS")"
-echo "# $(date -u +%FT%TZ) $(machine) USERS=$USERS NICE=$NICE CPUS=${SERVER_CPU[*]:-any}" \
+echo "# $(date -u +%FT%TZ) $(machine) USERS=$USERS NICE=$NICE CPUS=${SERVER_CPU[*]:-any} REALTIME=$REALTIME" \
     | tee -a "$RESULTS.txt" >&2
 
 write_config secure-users 600000

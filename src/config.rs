@@ -158,6 +158,9 @@ pub struct RtpConfig {
     pub port_max: u16,
     /// A call whose caller sends no RTP for this long is hung up.
     pub inactivity_timeout_ms: u64,
+    /// 0: the media engines are tasks on the runtime. 1-99: each runs on a thread of its own at
+    /// this `SCHED_FIFO` priority (needs root or CAP_SYS_NICE; see `server::media_engine`).
+    pub realtime_priority: u8,
 }
 
 impl Default for RtpConfig {
@@ -166,6 +169,7 @@ impl Default for RtpConfig {
             port_min: 10000,
             port_max: 20000,
             inactivity_timeout_ms: 30_000,
+            realtime_priority: 0,
         }
     }
 }
@@ -372,6 +376,15 @@ impl Config {
                 format!(
                     "must be between 1 and rtp.port_max ({}); got {}",
                     self.rtp.port_max, self.rtp.port_min
+                ),
+            );
+        }
+        if self.rtp.realtime_priority > 99 {
+            return invalid(
+                "rtp.realtime_priority",
+                format!(
+                    "must be 0 (off) or a SCHED_FIFO priority from 1 to 99; got {}",
+                    self.rtp.realtime_priority
                 ),
             );
         }

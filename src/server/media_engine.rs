@@ -17,6 +17,15 @@
 //!
 //! The call task controls its session through a [`MediaHandle`] (play, stop, renegotiated
 //! media); dropping the handle ends the session and closes the socket.
+//!
+//! With `rtp.realtime_priority` set (1-99), each engine runs instead on a thread of its own at
+//! that `SCHED_FIFO` priority, in a small current-thread runtime (the engine needs a reactor for
+//! its `timerfd`). What it buys: a wake-up is no longer delayed by whatever else holds the core
+//! (another task on the worker, a SQLite thread, a kernel thread: `docs/performance.md`, "Why the
+//! jitter tail"). What it costs: a real-time thread is never preempted by ordinary ones, so an
+//! overloaded engine could starve the SIP task on a shared core; such an engine therefore sleeps
+//! [`OVERLOAD_PAUSE`] whenever it ends a turn still behind, which caps it at about two thirds of
+//! a core. Off by default: it needs root or `CAP_SYS_NICE`, and media can then take a core.
 
 use super::precise_timer::PreciseTimer;
 use super::udp_batch::RecvBatch;
@@ -48,6 +57,9 @@ const DRAIN_EVERY_MS: u32 = 60;
 /// Calls visited before the task yields to the runtime (at the end of a slot): a task carrying
 /// thousands of calls on a core it shares with the SIP task never holds it for long.
 const VISITS_PER_TURN: usize = 128;
+/// A real-time engine still behind at the end of a turn sleeps this long, so that ordinary
+/// threads (the SIP task's) get the core back now and then (see the module doc).
+const OVERLOAD_PAUSE: Duration = Duration::from_micros(200);
 /// Counters are added to the metrics at least this often.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -59,12 +71,17 @@ pub struct MediaEngines {
 }
 
 impl MediaEngines {
-    /// Starts `tasks` engine tasks (at least one) on the current runtime.
-    pub fn start(tasks: usize) -> MediaEngines {
+    /// Starts `tasks` engines (at least one): tasks on the current runtime, or with
+    /// `realtime_priority` (1-99) threads of their own at that `SCHED_FIFO` priority.
+    pub fn start(tasks: usize, realtime_priority: u8) -> MediaEngines {
         let engines = (0..tasks.max(1))
             .map(|i| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(Engine::new(i).run(rx));
+                if realtime_priority == 0 {
+                    tokio::spawn(Engine::new(i, false).run(rx));
+                } else {
+                    spawn_realtime(i, realtime_priority, rx);
+                }
                 tx
             })
             .collect();
@@ -75,10 +92,10 @@ impl MediaEngines {
         }
     }
 
-    /// One task per core the process may use.
-    pub fn per_core() -> MediaEngines {
+    /// One engine per core the process may use.
+    pub fn per_core(realtime_priority: u8) -> MediaEngines {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        MediaEngines::start(cores.min(16))
+        MediaEngines::start(cores.min(16), realtime_priority)
     }
 
     /// Hands a call's socket and agreed media to an engine; events come back on `events`. The
@@ -168,6 +185,8 @@ struct Engine {
     index: usize,
     epoch: Instant,
     calls: HashMap<u64, Entry>,
+    /// On a real-time thread of its own ([`spawn_realtime`]): yields by sleeping when behind.
+    own_thread: bool,
     /// `wheel[ms % WHEEL]`: (call, ms) entries; an entry whose call has moved on is dropped.
     wheel: Vec<Vec<(u64, u64)>>,
     /// Spare vector swapped in while a slot is processed.
@@ -182,11 +201,80 @@ struct Engine {
     last_flush: Instant,
 }
 
+/// Runs engine `index` on a thread of its own at `SCHED_FIFO` `priority`. If the thread cannot
+/// be started, the engine runs as a task on the current runtime instead; if the priority cannot
+/// be had, at normal priority on its thread. Both are logged with what to do.
+fn spawn_realtime(index: usize, priority: u8, commands: mpsc::UnboundedReceiver<Command>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("selfprov-media-{index}"))
+        .spawn(move || {
+            set_fifo_priority(priority);
+            let Ok(commands) = rx.recv() else { return };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(Engine::new(index, true).run(commands)),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    engine = index,
+                    "the media thread could not build its runtime: its calls get no media"
+                ),
+            }
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = tx.send(commands);
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                engine = index,
+                "could not start a real-time media thread; this engine runs as an ordinary task"
+            );
+            tokio::spawn(Engine::new(index, false).run(commands));
+        }
+    }
+}
+
+/// Puts the calling thread in `SCHED_FIFO` at `priority`; logs a warning saying what to do if
+/// the system refuses.
+fn set_fifo_priority(priority: u8) {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param {
+            sched_priority: i32::from(priority),
+        };
+        // SAFETY: pthread_self is always valid for the calling thread; `param` is a valid
+        // sched_param that outlives the call.
+        let r =
+            unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+        if r != 0 {
+            tracing::warn!(
+                error = %std::io::Error::from_raw_os_error(r),
+                priority,
+                "rtp.realtime_priority: the media thread could not get SCHED_FIFO and runs at \
+                 normal priority. Run selfprov as root or with CAP_SYS_NICE (systemd: \
+                 AmbientCapabilities=CAP_SYS_NICE), or set rtp.realtime_priority = 0"
+            );
+        } else {
+            tracing::info!(priority, "media thread at SCHED_FIFO");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::warn!(
+        priority,
+        "rtp.realtime_priority is only supported on Linux: the media thread runs at normal priority"
+    );
+}
+
 impl Engine {
-    fn new(index: usize) -> Engine {
+    fn new(index: usize, own_thread: bool) -> Engine {
         let epoch = Instant::now();
         Engine {
             index,
+            own_thread,
             epoch,
             calls: HashMap::new(),
             wheel: (0..WHEEL).map(|_| Vec::new()).collect(),
@@ -209,8 +297,14 @@ impl Engine {
         let mut behind = false;
         loop {
             if behind {
-                // Slots are due already: let the other tasks run, then go on.
-                tokio::task::yield_now().await;
+                // Slots are due already: let the other tasks run, then go on. On a real-time
+                // thread there are no other tasks, and it would keep ordinary threads off the
+                // core: it gives the core away for a moment instead.
+                if self.own_thread {
+                    std::thread::sleep(OVERLOAD_PAUSE);
+                } else {
+                    tokio::task::yield_now().await;
+                }
                 while let Ok(cmd) = commands.try_recv() {
                     self.apply(cmd, Instant::now());
                 }
@@ -499,7 +593,51 @@ mod tests {
     /// digit reported, and the socket closed when the handle is dropped.
     #[tokio::test]
     async fn carries_many_calls_on_one_task() {
-        let engines = MediaEngines::start(1);
+        carries_many_calls(MediaEngines::start(1, 0)).await;
+    }
+
+    /// The same on a real-time media thread (`rtp.realtime_priority`): SCHED_FIFO when the
+    /// test runs as root, as in CI; otherwise the thread runs at normal priority, with a warning.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn carries_many_calls_on_a_realtime_thread() {
+        let engines = MediaEngines::start(1, 10);
+        // The thread's policy, from /proc/self/task/<tid>/sched ("policy : 1" is SCHED_FIFO),
+        // once it has set it.
+        let policy = || {
+            std::fs::read_dir("/proc/self/task")
+                .ok()?
+                .flatten()
+                .find_map(|t| {
+                    let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                    if comm.trim() != "selfprov-media-" {
+                        return None;
+                    }
+                    let sched = std::fs::read_to_string(t.path().join("sched")).ok()?;
+                    sched.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        (k.trim() == "policy").then(|| v.trim().to_string())
+                    })
+                })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = policy();
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        while std::time::Instant::now() < deadline
+            && (seen.is_none() || (root && seen.as_deref() != Some("1")))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            seen = policy();
+        }
+        assert!(seen.is_some(), "no selfprov-media-0 thread");
+        if root {
+            assert_eq!(seen.as_deref(), Some("1"), "the media thread is SCHED_FIFO");
+        }
+        carries_many_calls(engines).await;
+    }
+
+    async fn carries_many_calls(engines: MediaEngines) {
         let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut calls = Vec::new();
         for _ in 0..30 {
@@ -577,7 +715,7 @@ mod tests {
 
     #[test]
     fn few_calls_share_a_phase_and_many_are_spread_evenly() {
-        let mut e = Engine::new(0);
+        let mut e = Engine::new(0, false);
         let now = Instant::now();
         let mut phases = Vec::new();
         let mut add = |e: &mut Engine, n: u32| {

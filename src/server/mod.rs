@@ -112,7 +112,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
     let services = Arc::new(Services {
         rtp_ports: rtp_ports::RtpPorts::new(local.ip(), config.rtp.port_min, config.rtp.port_max),
-        media: media_engine::MediaEngines::per_core(),
+        media: media_engine::MediaEngines::per_core(config.rtp.realtime_priority),
         config,
         store,
         settings,
