@@ -546,6 +546,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("rtp.port_min"));
+        let c = Config::from_toml("[rtp]\nrealtime_priority = 100\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("rtp.realtime_priority") && e.contains("1 to 99"),
+            "{e}"
+        );
+        let c = Config::from_toml("[rtp]\nrealtime_priority = 99\n").unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(Config::default().rtp.realtime_priority, 0, "off by default");
     }
 
     #[test]
