@@ -100,8 +100,8 @@ pub const HASHING_NICE: i32 = 10;
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The hashing threads: as many as cores, at [`HASHING_NICE`], started on first use.
-fn hashing_pool() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
-    static POOL: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
+fn hashing_pool() -> &'static std::sync::mpsc::Sender<Job> {
+    static POOL: OnceLock<std::sync::mpsc::Sender<Job>> = OnceLock::new();
     POOL.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
@@ -126,7 +126,7 @@ fn hashing_pool() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
                 tracing::error!(error = %e, "could not start a hashing thread");
             }
         }
-        std::sync::Mutex::new(tx)
+        tx
     })
 }
 
@@ -162,11 +162,7 @@ pub async fn run_hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stat
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = tx.send(r.ok());
     });
-    let sent = hashing_pool()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send(job);
-    if sent.is_err() {
+    if hashing_pool().send(job).is_err() {
         return None;
     }
     rx.await.ok().flatten()

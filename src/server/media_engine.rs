@@ -205,6 +205,8 @@ struct Engine {
 /// be started, the engine runs as a task on the current runtime instead; if the priority cannot
 /// be had, at normal priority on its thread. Both are logged with what to do.
 fn spawn_realtime(index: usize, priority: u8, commands: mpsc::UnboundedReceiver<Command>) {
+    // The receiver goes to the thread once it is running: moved into the closure, it would be
+    // lost with it if the spawn failed, and the fallback below could not have it.
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name(format!("selfprov-media-{index}"))
