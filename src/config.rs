@@ -20,6 +20,9 @@ pub struct Config {
     pub provisioning: ProvisioningConfig,
     pub registrar: RegistrarConfig,
     pub log: LogConfig,
+    /// The call-control systems told of every line a binding makes live (`[[pbx]]` tables);
+    /// none: lines register at selfprov.
+    pub pbx: Vec<crate::pbx::PbxConfig>,
 }
 
 /// How the provisioning server protects a provisioned phone's config file (it holds SIP
@@ -504,6 +507,9 @@ impl Config {
                     format!("{url:?}: give a full URL such as http://10.0.0.5:8081"),
                 );
             }
+        }
+        if let Err(message) = crate::pbx::config::validate_all(&self.pbx) {
+            return invalid("pbx", message);
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid(

@@ -29,6 +29,7 @@ pub mod ivr;
 pub mod langpack;
 pub mod media;
 pub mod metrics;
+pub mod pbx;
 pub mod phoneprov;
 pub mod provisioning;
 pub mod server;

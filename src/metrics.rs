@@ -220,6 +220,9 @@ pub struct Metrics {
     config_fetches: Family<Label, Counter>,
     langpack_reloads: Family<Label, Counter>,
     media_wake_lateness: Histogram,
+    pbx_deliveries: Family<Vec<(&'static str, String)>, Counter>,
+    pbx_outbox_pending: Family<Vec<(&'static str, String)>, Gauge>,
+    pbx_outbox_parked: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -256,7 +259,26 @@ impl Metrics {
             langpack_reloads: Family::default(),
             // 50 µs to 25.6 ms, doubling.
             media_wake_lateness: Histogram::new(exponential_buckets(50e-6, 2.0, 10)),
+            pbx_deliveries: Family::default(),
+            pbx_outbox_pending: Family::default(),
+            pbx_outbox_parked: Family::default(),
         };
+        registry.register(
+            "pbx_deliveries",
+            "PBX outbox rows tried, by connector and result (delivered; retry: the PBX was \
+             unavailable or refused, tried again later; parked: refused park_after times)",
+            m.pbx_deliveries.clone(),
+        );
+        registry.register(
+            "pbx_outbox_pending",
+            "PBX outbox rows waiting for delivery, by connector",
+            m.pbx_outbox_pending.clone(),
+        );
+        registry.register(
+            "pbx_outbox_parked",
+            "PBX outbox rows parked after repeated refusals, by connector (`selfprov pbx status`)",
+            m.pbx_outbox_parked.clone(),
+        );
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "calls_active",
@@ -453,6 +475,27 @@ impl Metrics {
     /// A media engine woke `late` after the slot it was woken for was due.
     pub fn media_wake_lateness(&self, late: std::time::Duration) {
         self.media_wake_lateness.observe(late.as_secs_f64());
+    }
+
+    /// One PBX delivery attempt: `result` is `delivered`, `retry` or `parked`.
+    pub fn pbx_delivery(&self, connector: &str, result: &'static str) {
+        self.pbx_deliveries
+            .get_or_create(&vec![
+                ("connector", connector.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A connector's outbox depth.
+    pub fn set_pbx_outbox(&self, connector: &str, pending: u64, parked: u64) {
+        let label = vec![("connector", connector.to_string())];
+        self.pbx_outbox_pending
+            .get_or_create(&label)
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.pbx_outbox_parked
+            .get_or_create(&label)
+            .set(i64::try_from(parked).unwrap_or(i64::MAX));
     }
 
     pub fn langpack_reload(&self, ok: bool) {

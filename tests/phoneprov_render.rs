@@ -16,6 +16,7 @@ fn server() -> SipServer {
         host: "selfprov.example.net".into(),
         port: 5060,
         transport: Transport::Udp,
+        pbx: None,
     }
 }
 

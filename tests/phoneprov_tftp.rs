@@ -53,6 +53,7 @@ async fn env_with(per_minute: u32, limits: Limits) -> Env {
                 host: "192.0.2.1".into(),
                 port: 5060,
                 transport: Transport::Udp,
+                pbx: None,
             },
             public_url: "http://192.0.2.1:8081".into(),
             file_auth: FileAuth::UrlKey,

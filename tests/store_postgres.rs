@@ -118,7 +118,7 @@ async fn postgres_store_behaves_like_sqlite() {
         let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.backend_name(), "postgres");
-        assert_eq!(a.schema_version().await.unwrap(), 3);
+        assert_eq!(a.schema_version().await.unwrap(), 4);
 
         a.add_user(user("jdoe", "1001", Some("4711")))
             .await

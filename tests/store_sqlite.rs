@@ -88,7 +88,7 @@ async fn open_creates_folders_uses_wal_and_migrates_once() {
     let store = Store::open(&db.url).await.unwrap();
     assert!(db.path.exists());
     assert_eq!(store.backend_name(), "sqlite");
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     store.close().await;
 
     let mut c = raw(&db.path).await;

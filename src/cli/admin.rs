@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 async fn open(config: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open(&config.store.url).await?)
+    Ok(Store::open(&config.store.url)
+        .await?
+        .with_pbx_connectors(config.pbx.iter().map(|p| p.name.clone()).collect()))
 }
 
 pub async fn user_add(config: &Config, args: &UserAddArgs) -> anyhow::Result<()> {

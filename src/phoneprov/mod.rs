@@ -79,6 +79,10 @@ pub struct SipServer {
     pub host: String,
     pub port: u16,
     pub transport: Transport,
+    /// The site's PBX (the first `[[pbx]]` table): where lines register when their device
+    /// template names no registrar. Their digest user is then the line's number, the account
+    /// the PBX connector created (`crate::pbx`). `None`: lines register at selfprov.
+    pub pbx: Option<crate::pbx::LineRegistrar>,
 }
 
 /// One SIP account on a line key.
@@ -194,11 +198,19 @@ impl PhoneConfig {
             });
         }
         let spec = template.map(|t| &t.spec);
-        let (reg_host, reg_port) = match spec.and_then(|s| s.registrar_address.clone()) {
-            Some(h) => (h, spec.map_or(server.port, |s| s.registrar_port)),
-            None => (server.host.clone(), server.port),
+        let template_registrar = spec.and_then(|s| s.registrar_address.clone());
+        // Lines a PBX serves use the account its connector made: user = the line's number.
+        let at_pbx = template_registrar.is_none() && server.pbx.is_some();
+        let (reg_host, reg_port) = match (&template_registrar, &server.pbx) {
+            (Some(h), _) => (h.clone(), spec.map_or(server.port, |s| s.registrar_port)),
+            (None, Some(p)) => (p.host.clone(), p.port),
+            (None, None) => (server.host.clone(), server.port),
         };
-        let proxy = spec.and_then(|s| s.proxy_address.clone().map(|h| (h, s.proxy_port)));
+        let proxy = match (spec.and_then(|s| s.proxy_address.clone()), &server.pbx) {
+            (Some(h), _) => Some((h, spec.map_or(5060, |s| s.proxy_port))),
+            (None, Some(p)) if at_pbx => p.proxy.clone(),
+            _ => None,
+        };
         let mut out = Vec::with_capacity(device.lines.len());
         for dl in &device.lines {
             if out.iter().any(|l: &LineConfig| l.position == dl.position) {
@@ -217,7 +229,11 @@ impl PhoneConfig {
                 position: dl.position,
                 display_name: non_empty(&found.line.spec.caller_id_name, &number),
                 label: non_empty(&dl.label, &non_empty(&found.line.spec.label, &number)),
-                auth_username: found.endpoint.auth_username.clone(),
+                auth_username: if at_pbx {
+                    dl.number.clone()
+                } else {
+                    found.endpoint.auth_username.clone()
+                },
                 password: found.endpoint.password.clone(),
                 registrar_host: reg_host.clone(),
                 registrar_port: reg_port,

@@ -73,12 +73,16 @@ impl Services {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Created now: its process start time is the server's.
     let _ = crate::metrics::global();
-    let store = Store::open(&config.store.url).await.with_context(|| {
-        format!(
-            "opening the store at {} (config key store.url)",
-            config.store.url
-        )
-    })?;
+    let store = Store::open(&config.store.url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the store at {} (config key store.url)",
+                config.store.url
+            )
+        })?
+        .with_pbx_connectors(config.pbx.iter().map(|p| p.name.clone()).collect());
+    let pbxs = crate::pbx::connectors(&config.pbx).map_err(|e| anyhow::anyhow!(e))?;
     settings::apply_config(&store, &config.ivr).await?;
     let settings = settings::watch(store.clone()).await?;
     let languages = settings.borrow().languages.clone();
@@ -190,6 +194,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%local, %advertised, "SIP listening (udp+tcp)");
 
     tokio::spawn(resync::run(services.clone(), sip_cmd_tx.clone(), resync_rx));
+    for p in &pbxs {
+        tracing::info!(connector = p.name(), kind = p.config.kind.as_str(), registrar = %p.config.registrar, "PBX connector started");
+    }
+    let _pbx_workers = crate::pbx::worker::spawn_all(pbxs, &services.store);
     tokio::spawn(reload_loop(services.clone(), reload_rx));
     let sip = tokio::spawn(sip_task::run(
         services.clone(),
@@ -311,6 +319,7 @@ fn provisioning_state(
             host: advertised.ip().to_string(),
             port: advertised.port(),
             transport: crate::store::Transport::Udp,
+            pbx: crate::pbx::line_registrar(&services.config.pbx),
         },
         public_url,
         file_auth: cfg.file_auth,

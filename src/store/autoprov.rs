@@ -21,8 +21,8 @@
 
 use super::lines::{generate_password, generate_username, insert_sip_in_tx};
 use super::{
-    from_millis, now_millis, validate_text, AuditOutcome, AuthMethod, Backend, Device, DeviceState,
-    NewSipEndpoint, Store, StoreError, WritePool,
+    from_millis, now_millis, to_u32, validate_text, AuditOutcome, AuthMethod, Backend, Device,
+    DeviceState, NewSipEndpoint, Store, StoreError, WritePool,
 };
 use crate::phoneprov::GuestAccount;
 use std::collections::HashSet;
@@ -73,6 +73,9 @@ pub struct Autoprov {
     pub config_key: String,
     /// True: the device was created by this call; false: it already existed in autoprov.
     pub created: bool,
+    /// After a reset to autoprov: the other devices that shared a line with it (their line's
+    /// password changed, so they need a resync).
+    pub resync_others: Vec<i64>,
 }
 
 impl fmt::Debug for Autoprov {
@@ -82,6 +85,7 @@ impl fmt::Debug for Autoprov {
             .field("account", &self.account)
             .field("config_key", &"***")
             .field("created", &self.created)
+            .field("resync_others", &self.resync_others)
             .finish()
     }
 }
@@ -542,6 +546,7 @@ impl Store {
             account,
             config_key,
             created,
+            resync_others: Vec::new(),
         })
     }
 
@@ -776,7 +781,7 @@ impl Store {
     /// [`StoreError::NotFound`], or the autoregistration errors when a number is needed.
     pub async fn reset_to_autoprov(&self, device_id: i64) -> Result<Autoprov, StoreError> {
         let now = now_millis();
-        with_pool!(self, |pool| {
+        let others = with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let Some((key, owner)) = device_audit_key_in_tx!(tx, device_id) else {
                 return Err(StoreError::NotFound {
@@ -784,7 +789,7 @@ impl Store {
                     id: device_id,
                 });
             };
-            unbind_in_tx!(tx, device_id);
+            let others = unbind_in_tx!(&self.pbx, tx, device_id);
             sqlx::query(
                 "UPDATE devices SET config_key = $2, resync_at = NULL, resync_outcome = NULL, \
                  last_ip = NULL, last_seen = $3 WHERE id = $1",
@@ -805,9 +810,12 @@ impl Store {
                 "reset to autoprov"
             );
             tx.commit().await?;
-            Ok::<(), StoreError>(())
+            Ok::<Vec<i64>, StoreError>(others)
         })?;
-        self.autoprov_record(device_id, false).await
+        self.outbox_written();
+        let mut record = self.autoprov_record(device_id, false).await?;
+        record.resync_others = others;
+        Ok(record)
     }
 }
 

@@ -318,6 +318,12 @@ impl Store {
                 }
             };
 
+            // The lines the phone had before (a phone new to this user loses them).
+            let had: Vec<i64> = match device_id {
+                Some(d) => device_line_ids_in_tx!(tx, d),
+                None => Vec::new(),
+            };
+
             // 3. The device, built from the device template.
             let description = expand(&dt.spec.description_pattern, &values);
             let (id, device_note) = match found {
@@ -404,6 +410,24 @@ impl Store {
             .execute(&mut *tx)
             .await?;
 
+            // 4. What the PBX must learn: lines the phone lost (their passwords rotated, as
+            // on an unbind), the user's line, and the binding itself.
+            let lost: Vec<i64> = had.iter().copied().filter(|l| *l != line_id).collect();
+            rotate_line_passwords_in_tx!(tx, &lost);
+            let now_on: Vec<i64> = device_line_ids_in_tx!(tx, id);
+            let mut touched = lost.clone();
+            touched.push(line_id);
+            lines_changed_in_tx!(&self.pbx, tx, &touched);
+            let bound = crate::pbx::event::PbxEvent::DeviceBound(crate::pbx::event::DeviceChange {
+                device_id: id,
+                mac: identity.mac.clone(),
+                vendor: identity.vendor.clone(),
+                model: identity.model.clone(),
+                user_id: Some(user_id.to_string()),
+                line_ids: now_on,
+            });
+            enqueue_in_tx!(&self.pbx, tx, &bound);
+
             // 5. The audit event.
             let (outcome, detail) = match &taken_from {
                 Some(from) => (
@@ -432,6 +456,7 @@ impl Store {
                 detail
             );
             tx.commit().await?;
+            self.outbox_written();
             (id, line_id, sip_id, dt, taken_from)
         });
         let (device_id, line_id, sip_id, device_template, taken_over_from) = done;

@@ -4,8 +4,9 @@
 
 use super::list::{run_list, ListSpec};
 use super::{
-    from_millis, now_millis, validate_text, AuditOutcome, AuthMethod, Backend, Device, DeviceLine,
-    DeviceState, ListQuery, NewDevice, Page, Store, StoreError, WritePool, DEVICE_LINE_SELECT,
+    from_millis, now_millis, to_u32, validate_text, AuditOutcome, AuthMethod, Backend, Device,
+    DeviceLine, DeviceState, ListQuery, NewDevice, Page, Store, StoreError, WritePool,
+    DEVICE_LINE_SELECT,
 };
 use std::collections::HashMap;
 
@@ -239,26 +240,45 @@ impl Store {
     /// Deletes a device and its line appearances (the lines themselves stay); its audit events
     /// keep the device key. False when there is no such device.
     pub async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
-        with_pool!(self, |pool| {
+        let done = with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            // Its lines lose a phone: unbound first, so their credentials rotate and the PBX
+            // connectors learn of it.
+            let _others = unbind_in_tx!(&self.pbx, tx, id);
             let done = sqlx::query("DELETE FROM devices WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(done.rows_affected() > 0)
-        })
+            Ok::<bool, StoreError>(done.rows_affected() > 0)
+        })?;
+        self.outbox_written();
+        Ok(done)
     }
 
     /// Removes a device's binding: owner cleared, lines removed, state `autoprov`, and an
     /// `unbound` audit event. False when there is no such device.
     pub async fn unbind_device(&self, device_id: i64, detail: &str) -> Result<bool, StoreError> {
-        with_pool!(self, |pool| {
+        Ok(self
+            .unbind_device_resync(device_id, detail)
+            .await?
+            .is_some())
+    }
+
+    /// As [`Store::unbind_device`]; `Some` with the other devices that shared a line with it:
+    /// those lines' passwords changed, so they need a resync. `None` when there is no such
+    /// device.
+    pub async fn unbind_device_resync(
+        &self,
+        device_id: i64,
+        detail: &str,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let others = with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let Some((key, owner)) = device_audit_key_in_tx!(tx, device_id) else {
-                return Ok(false);
+                return Ok(None);
             };
-            unbind_in_tx!(tx, device_id);
+            let others = unbind_in_tx!(&self.pbx, tx, device_id);
             insert_audit!(
                 tx,
                 Some(device_id),
@@ -269,8 +289,10 @@ impl Store {
                 detail
             );
             tx.commit().await?;
-            Ok(true)
-        })
+            Ok::<Vec<i64>, StoreError>(others)
+        })?;
+        self.outbox_written();
+        Ok(Some(others))
     }
 
     /// Sets a device's state (the server: `provisioned` once the phone took its new

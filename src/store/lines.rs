@@ -371,7 +371,9 @@ impl Store {
                 .bind(new.number.as_str())
                 .execute(&mut *tx)
                 .await?;
+            lines_changed_in_tx!(&self.pbx, tx, &[id]);
             tx.commit().await?;
+            self.outbox_written();
             Ok::<(), StoreError>(())
         })?;
         self.get_line(id)
@@ -384,11 +386,24 @@ impl Store {
     pub async fn delete_line(&self, id: i64) -> Result<bool, StoreError> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            let number: Option<String> =
+                sqlx::query_scalar("SELECT number FROM lines WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let done = sqlx::query("DELETE FROM lines WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            if number.is_some() {
+                let event = crate::pbx::event::PbxEvent::LineDeleted {
+                    line_id: id,
+                    number,
+                };
+                enqueue_in_tx!(&self.pbx, tx, &event);
+            }
             tx.commit().await?;
+            self.outbox_written();
             Ok(done.rows_affected() > 0)
         })
     }
@@ -484,7 +499,14 @@ impl Store {
             .bind(new.digest_required)
             .execute(&mut *tx)
             .await?;
+            let lines: Vec<i64> =
+                sqlx::query_scalar("SELECT line_id FROM line_endpoints WHERE sip_endpoint_id = $1")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            lines_changed_in_tx!(&self.pbx, tx, &lines);
             tx.commit().await?;
+            self.outbox_written();
             Ok::<(), StoreError>(())
         })?;
         self.get_sip_endpoint(id)
@@ -611,7 +633,9 @@ impl Store {
                 .bind(sip_id)
                 .execute(&mut *tx)
                 .await?;
+            lines_changed_in_tx!(&self.pbx, tx, &[line_id]);
             tx.commit().await?;
+            self.outbox_written();
             Ok(())
         })
     }
@@ -783,7 +807,9 @@ impl Store {
             .bind(line_id)
             .execute(&mut *tx)
             .await?;
+            lines_changed_in_tx!(&self.pbx, tx, &[line_id]);
             tx.commit().await?;
+            self.outbox_written();
             Ok(DeviceLine {
                 position,
                 number,
@@ -807,7 +833,13 @@ impl Store {
                     .bind(device_id)
                     .execute(&mut *tx)
                     .await?;
+            if done.rows_affected() > 0 {
+                // The phone that loses the line loses its credentials.
+                rotate_line_passwords_in_tx!(tx, &[line_id]);
+                lines_changed_in_tx!(&self.pbx, tx, &[line_id]);
+            }
             tx.commit().await?;
+            self.outbox_written();
             Ok(done.rows_affected() > 0)
         })
     }

@@ -25,6 +25,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         description: "autoregistration guest accounts, config URL keys, resync state",
         sql: include_str!("../../migrations/sqlite/0003_autoprov.sql"),
     },
+    Migration {
+        version: 4,
+        description: "PBX outbox, objects selfprov owns at each PBX, delivery status",
+        sql: include_str!("../../migrations/sqlite/0004_pbx_outbox.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -42,6 +47,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         description: "autoregistration guest accounts, config URL keys, resync state",
         sql: include_str!("../../migrations/postgres/0003_autoprov.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "PBX outbox, objects selfprov owns at each PBX, delivery status",
+        sql: include_str!("../../migrations/postgres/0004_pbx_outbox.sql"),
     },
 ];
 

@@ -39,6 +39,7 @@ pub use model::{
     format_time, AuditEvent, AuditOutcome, AuthMethod, Device, DeviceLine, DeviceState, NewUser,
     User, UserInput,
 };
+pub use outbox::{OutboxRow, PbxObject, PbxStatus};
 pub use records::{
     rfc3339, ApiToken, AuditQuery, BindOptions, Binding, CallForward, CallForwards, DeviceTemplate,
     DeviceType, Line, LineTemplate, ListQuery, NewDevice, NewDeviceTemplate, NewLine,
@@ -48,7 +49,7 @@ pub use records::{
 pub use users::UserRef;
 
 use crate::provisioning::identify::DeviceIdentity;
-use error::redact_url;
+pub(crate) use error::redact_url;
 use model::{from_millis, now_millis};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -75,6 +76,11 @@ const MAX_DIGITS: usize = 32;
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Names of the configured PBX connectors: each change a PBX must learn of writes one
+    /// outbox row per name (none: no outbox rows).
+    pbx: std::sync::Arc<[String]>,
+    /// Bumped after a commit that wrote outbox rows (the delivery workers watch it).
+    outbox_wake: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Clone)]
@@ -327,10 +333,185 @@ macro_rules! device_audit_key_in_tx {
     }};
 }
 
-/// Clears a device's binding inside a transaction.
-macro_rules! unbind_in_tx {
+/// Inside a transaction: the store IDs of the lines on device `$device_id`, ascending.
+macro_rules! device_line_ids_in_tx {
     ($tx:ident, $device_id:expr) => {{
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT line_id FROM device_lines WHERE device_id = $1 \
+             AND line_id IS NOT NULL ORDER BY line_id",
+        )
+        .bind($device_id)
+        .fetch_all(&mut *$tx)
+        .await?;
+        ids
+    }};
+}
+
+/// Inside a transaction: the live state of line `$line_id` for the PBX ([`LineState`]), or
+/// `None` when the line is gone, has no SIP endpoint or appears on no device.
+macro_rules! line_state_in_tx {
+    ($tx:ident, $line_id:expr) => {{
+        let line_id: i64 = $line_id;
+        // number, context, caller-ID name, voicemail, max calls, auth user, password, transport
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            String,
+            String,
+            String,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT l.number, l.context, l.caller_id_name, l.voicemail, l.max_calls, \
+             s.auth_username, s.password, s.transport FROM lines l \
+             JOIN line_endpoints le ON le.line_id = l.id \
+             JOIN sip_endpoints s ON s.id = le.sip_endpoint_id WHERE l.id = $1",
+        )
+        .bind(line_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let devices: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT device_id FROM device_lines WHERE line_id = $1 ORDER BY device_id",
+        )
+        .bind(line_id)
+        .fetch_all(&mut *$tx)
+        .await?;
+        match row {
+            Some(r) if !devices.is_empty() => Some(crate::pbx::event::LineState {
+                line_id,
+                number: r.0,
+                context: r.1,
+                caller_id_name: r.2,
+                voicemail: r.3,
+                max_calls: to_u32(r.4, "max_calls")?,
+                auth_username: r.5,
+                password: r.6,
+                transport: r.7,
+                device_ids: devices,
+            }),
+            _ => None,
+        }
+    }};
+}
+
+/// Inside a write transaction: one outbox row for `$event` per configured PBX connector
+/// (`$connectors`, the names from the config). Nothing when no connector is configured.
+macro_rules! enqueue_in_tx {
+    ($connectors:expr, $tx:ident, $event:expr) => {{
+        let connectors: &[String] = $connectors;
+        let event: &crate::pbx::event::PbxEvent = $event;
+        if !connectors.is_empty() {
+            let payload = serde_json::to_string(event)
+                .map_err(|e| StoreError::Corrupt(format!("encoding a PBX event: {e}")))?;
+            let now = now_millis();
+            for connector in connectors {
+                sqlx::query(
+                    "INSERT INTO pbx_outbox (connector, event, payload, created_at, \
+                     next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(connector.as_str())
+                .bind(event.name())
+                .bind(payload.as_str())
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+    }};
+}
+
+/// Inside a write transaction: tells the PBX connectors the state each line of `$lines` is in
+/// now (`line.upserted` when live, else `line.deleted`).
+macro_rules! lines_changed_in_tx {
+    ($connectors:expr, $tx:ident, $lines:expr) => {{
+        let connectors: &[String] = $connectors;
+        if !connectors.is_empty() {
+            let mut ids: Vec<i64> = $lines.iter().copied().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for line_id in ids {
+                let event = match line_state_in_tx!($tx, line_id) {
+                    Some(state) => crate::pbx::event::PbxEvent::LineUpserted(state),
+                    None => {
+                        let number: Option<String> =
+                            sqlx::query_scalar("SELECT number FROM lines WHERE id = $1")
+                                .bind(line_id)
+                                .fetch_optional(&mut *$tx)
+                                .await?;
+                        crate::pbx::event::PbxEvent::LineDeleted { line_id, number }
+                    }
+                };
+                enqueue_in_tx!(connectors, $tx, &event);
+            }
+        }
+    }};
+}
+
+/// Inside a write transaction: new passwords for the SIP endpoints of `$lines`. A phone that
+/// loses a line loses its credentials with it: the user's other phones on the line get the new
+/// password at their next resync (selfprov's registrar and the PBX see the same change).
+macro_rules! rotate_line_passwords_in_tx {
+    ($tx:ident, $lines:expr) => {{
+        for line_id in $lines.iter().copied() {
+            let line_id: i64 = line_id;
+            sqlx::query(
+                "UPDATE sip_endpoints SET password = $2 WHERE id = \
+                 (SELECT sip_endpoint_id FROM line_endpoints WHERE line_id = $1)",
+            )
+            .bind(line_id)
+            .bind(super::lines::generate_password())
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+
+/// Inside a transaction: the devices other than `$device_id` on any line of `$lines` (they
+/// need a resync when those lines' credentials change).
+macro_rules! other_devices_on_lines_in_tx {
+    ($tx:ident, $device_id:expr, $lines:expr) => {{
         let device_id: i64 = $device_id;
+        let mut others: Vec<i64> = Vec::new();
+        for line_id in $lines.iter().copied() {
+            let line_id: i64 = line_id;
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT device_id FROM device_lines WHERE line_id = $1 AND device_id <> $2",
+            )
+            .bind(line_id)
+            .bind(device_id)
+            .fetch_all(&mut *$tx)
+            .await?;
+            others.extend(ids);
+        }
+        others.sort_unstable();
+        others.dedup();
+        others
+    }};
+}
+
+/// Clears a device's binding inside a transaction: its lines go (their passwords rotated, see
+/// [`rotate_line_passwords_in_tx!`]), owner cleared, state `autoprov`, and the PBX connectors
+/// told (`device.unbound`, then each line's new state). Yields the other devices on the lines
+/// it lost, which need a resync for the new passwords.
+macro_rules! unbind_in_tx {
+    ($connectors:expr, $tx:ident, $device_id:expr) => {{
+        let device_id: i64 = $device_id;
+        let lost: Vec<i64> = device_line_ids_in_tx!($tx, device_id);
+        type Info = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let info: Option<Info> = sqlx::query_as(
+            "SELECT d.mac, d.vendor, d.model, u.user_id FROM devices d \
+             LEFT JOIN users u ON u.id = d.owner_id WHERE d.id = $1",
+        )
+        .bind(device_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
         sqlx::query("DELETE FROM device_lines WHERE device_id = $1")
             .bind(device_id)
             .execute(&mut *$tx)
@@ -340,6 +521,24 @@ macro_rules! unbind_in_tx {
             .bind(DeviceState::Autoprov.as_str())
             .execute(&mut *$tx)
             .await?;
+        rotate_line_passwords_in_tx!($tx, &lost);
+        let others: Vec<i64> = other_devices_on_lines_in_tx!($tx, device_id, &lost);
+        if let Some((mac, vendor, model, owner)) = info {
+            if owner.is_some() || !lost.is_empty() {
+                let event =
+                    crate::pbx::event::PbxEvent::DeviceUnbound(crate::pbx::event::DeviceChange {
+                        device_id,
+                        mac,
+                        vendor,
+                        model,
+                        user_id: owner,
+                        line_ids: lost.clone(),
+                    });
+                enqueue_in_tx!($connectors, $tx, &event);
+            }
+        }
+        lines_changed_in_tx!($connectors, $tx, &lost);
+        others
     }};
 }
 
@@ -349,6 +548,7 @@ mod binding;
 mod devices;
 mod lines;
 mod list;
+mod outbox;
 mod templates;
 mod users;
 
@@ -361,9 +561,7 @@ impl Store {
     /// in-memory store (tests). `postgres://...` connects to an existing database.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let store = if url.starts_with("sqlite:") {
-            Store {
-                backend: Backend::Sqlite(open_sqlite(url).await?),
-            }
+            Store::with_backend(Backend::Sqlite(open_sqlite(url).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(8)
@@ -376,9 +574,7 @@ impl Store {
                         "{e}: check the host, credentials and that the database exists"
                     ),
                 })?;
-            Store {
-                backend: Backend::Postgres(pool),
-            }
+            Store::with_backend(Backend::Postgres(pool))
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };

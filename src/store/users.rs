@@ -5,8 +5,8 @@
 use super::list::{run_list, ListSpec};
 use super::templates::check_ref;
 use super::{
-    check_clashes, from_millis, now_millis, validate_new_user, AuditOutcome, AuthMethod, Backend,
-    DeviceState, ListQuery, NewUser, Page, Store, StoreError, User, UserInput, WritePool,
+    check_clashes, from_millis, now_millis, to_u32, validate_new_user, AuditOutcome, AuthMethod,
+    Backend, DeviceState, ListQuery, NewUser, Page, Store, StoreError, User, UserInput, WritePool,
     MAX_DIGITS,
 };
 
@@ -255,6 +255,12 @@ impl Store {
     /// Deletes a user by store ID, as [`Store::remove_user`] does. The user's lines stay (an
     /// admin may give them to someone else); their association with the user goes.
     pub async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = self.delete_user_in_tx(id).await?;
+        self.outbox_written();
+        Ok(deleted)
+    }
+
+    async fn delete_user_in_tx(&self, id: i64) -> Result<bool, StoreError> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let user_id: Option<String> =
@@ -273,7 +279,7 @@ impl Store {
             .await?;
             for (device_id, mac, name, sip_identity) in &devices {
                 let key = mac.as_deref().or(name.as_deref()).unwrap_or(sip_identity);
-                unbind_in_tx!(tx, *device_id);
+                let _others = unbind_in_tx!(&self.pbx, tx, *device_id);
                 insert_audit!(
                     tx,
                     Some(*device_id),

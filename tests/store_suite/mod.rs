@@ -17,6 +17,7 @@ pub use pg::drop_database;
 
 pub mod binding;
 pub mod crud;
+pub mod outbox;
 
 use selfprov::provisioning::DeviceIdentity;
 use selfprov::store::{NewUser, Store, User};
@@ -235,6 +236,10 @@ macro_rules! store_suite_tests {
             binding::concurrent_binding_of_one_phone_has_one_winner,
             binding::failure_mid_binding_leaves_nothing,
             binding::extension_line_of_another_user_is_refused,
+            outbox::binding_writes_outbox_rows_for_every_connector,
+            outbox::unbinding_revokes_the_phones_credentials_only,
+            outbox::a_failed_binding_writes_no_outbox_row,
+            outbox::delivery_bookkeeping,
         );
     };
     (@gen sqlite; $($module:ident :: $case:ident),* $(,)?) => {
