@@ -17,14 +17,14 @@ mod common;
 
 use common::http::{self, api, cfg_value};
 use common::pcap::{write_rfc4733, Rfc4733Options};
+use common::phone::{
+    auth_uri, call_ivr_and_take_notify, fetch_guest, register, Guest, YEALINK_MAC, YEALINK_UA,
+};
 use common::server::{Server, JDOE};
 use common::sipp::Sipp;
 use common::{ports, provisioning_keys_after, wait_for, LEAD_MS};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-const YEALINK_MAC: &str = "805ec0a1b2c3";
-const YEALINK_UA: &str = "Yealink SIP-T46S 66.86.0.15 80:5e:c0:a1:b2:c3";
 
 /// The Prometheus text of `GET /metrics` (no token needed).
 fn metrics_text(addr: SocketAddr) -> String {
@@ -35,66 +35,6 @@ fn metrics_text(addr: SocketAddr) -> String {
 /// SHA-256 challenge is still offered, second). The registrar's own tests cover SHA-256.
 fn server_with_autoreg(extra: Vec<(&'static str, String)>) -> Server {
     Server::start_with_autoreg(r#"["MD5", "SHA-256"]"#, extra)
-}
-
-struct Guest {
-    number: String,
-    auth_name: String,
-    password: String,
-    config_url: String,
-}
-
-fn fetch_guest(server: &Server, mac: &str, ua: &str) -> Guest {
-    let prov = server
-        .provisioning
-        .expect("the server printed its provisioning address");
-    let r = http::get(prov, &format!("/{mac}.cfg"), ua);
-    assert_eq!(
-        r.status,
-        200,
-        "guest config for {mac}: {}\n{}",
-        r.body,
-        server.log()
-    );
-    let get = |k: &str| {
-        cfg_value(&r.body, k).unwrap_or_else(|| panic!("guest config lacks {k}:\n{}", r.body))
-    };
-    let guest = Guest {
-        number: get("account.1.user_name"),
-        auth_name: get("account.1.auth_name"),
-        password: get("account.1.password"),
-        config_url: get("static.auto_provision.server.url"),
-    };
-    assert_eq!(
-        get("account.1.sip_server.1.port"),
-        server.sip.port().to_string(),
-        "the guest account registers with selfprov:\n{}",
-        r.body
-    );
-    assert_eq!(
-        get("linekey.2.value"),
-        "8000",
-        "a speed dial to the IVR:\n{}",
-        r.body
-    );
-    guest
-}
-
-/// SIPp's digest `uri` defaults to `sip:<remote_ip>:<remote_port>`; RFC 7616 §3.4.6 wants the
-/// Request-URI, which the server checks: an INVITE's credentials name the dialled URI. SIPp
-/// puts `sip:` in front of what `-auth_uri` gives.
-fn auth_uri(server: &Server, service: &str) -> String {
-    format!("{service}@{}", server.sip)
-}
-
-fn register(server: &Server, guest: &Guest, port: u16) {
-    Sipp::new("phone_register.xml")
-        .port(port)
-        .key("user", &guest.number)
-        .key("expires", 300)
-        .args(&["-au", &guest.auth_name, "-ap", &guest.password])
-        .run(server.sip, server.dir.path())
-        .assert_success("guest REGISTER with digest authentication");
 }
 
 #[test]
@@ -125,31 +65,10 @@ fn a_new_phone_fetches_a_guest_config_registers_provisions_and_resyncs() {
             && metrics.lines().any(|l| l == "selfprov_guests_registered 1"),
         "one guest registered:\n{metrics}"
     );
-    let pcap = server.dir.path().join("keys.pcap");
-    let plan = provisioning_keys_after(0);
-    write_rfc4733(&pcap, &plan, &Rfc4733Options::default());
-    Sipp::new("phone_call.xml")
-        .port(port)
-        .key("user", &guest.number)
-        .key("pcap", pcap.display())
-        .set("lead_ms", LEAD_MS)
-        .args(&["-au", &guest.auth_name, "-ap", &guest.password])
-        .args(&["-auth_uri", &auth_uri(&server, "8000")])
-        .run(server.sip, server.dir.path())
-        .assert_success("registered guest provisions through the IVR (407 answered)");
-
-    // 4. The resync NOTIFY reaches the port the phone registered from (a retransmission if
-    // the first one came while SIPp was switching scenarios).
-    let notify = Sipp::new("phone_notify.xml")
-        .port(port)
-        .timeout_s(20)
-        .start(None, server.dir.path())
-        .finish();
-    notify.assert_success("resync NOTIFY after the binding");
+    let notify = call_ivr_and_take_notify(&server, &guest, port);
     assert!(
-        notify.logs.contains("resync: check-sync;reboot=true"),
-        "Yealink's resync event: {}",
-        notify.logs
+        notify.contains("resync: check-sync;reboot=true"),
+        "Yealink's resync event: {notify}"
     );
 
     let device = server.assert_bound("jdoe", "1001");

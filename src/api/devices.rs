@@ -366,6 +366,10 @@ pub async fn autoprov_device(
     }
     let autoprov = state.store.reset_to_autoprov(id).await?;
     let resync_queued = queue_resync(&state, id);
+    // The phones that shared a line with it got that line's new password.
+    for other in &autoprov.resync_others {
+        queue_resync(&state, *other);
+    }
     Ok(axum::Json(ResyncQueued {
         device: DeviceOut::full(&autoprov.device),
         resync_queued,

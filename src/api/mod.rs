@@ -22,6 +22,7 @@ pub mod error;
 pub mod langpacks;
 pub mod lines;
 pub mod list;
+pub mod pbx;
 pub mod schema;
 pub mod settings;
 pub mod templates;
@@ -50,6 +51,20 @@ pub struct ApiState {
     pub resync: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
     /// Asks the running server to reload its language packs; None in the CLI.
     pub reload: Option<crate::server::prompts::ReloadSender>,
+    /// The configured PBX connectors (`[[pbx]]`).
+    pub pbx: PbxList,
+}
+
+/// The configured PBX connectors, shared by the handlers.
+#[derive(Clone, Default)]
+pub struct PbxList(pub Arc<Vec<Arc<crate::pbx::Pbx>>>);
+
+impl std::fmt::Debug for PbxList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|p| p.name()))
+            .finish()
+    }
 }
 
 impl ApiState {
@@ -58,7 +73,14 @@ impl ApiState {
             store,
             resync: None,
             reload: None,
+            pbx: PbxList::default(),
         }
+    }
+
+    /// The connectors `/pbx` reports on and syncs.
+    pub fn with_pbx(mut self, pbx: Vec<Arc<crate::pbx::Pbx>>) -> Self {
+        self.pbx = PbxList(Arc::new(pbx));
+        self
     }
 
     /// The state of the server's API: resyncs go to the server's resync task.
@@ -101,6 +123,7 @@ impl ApiState {
         (name = "user-profiles", description = "Which templates apply to a user, and provisioning limits"),
         (name = "settings", description = "Self-provisioning settings"),
         (name = "audit", description = "The self-provisioning audit trail"),
+        (name = "pbx", description = "Call-control connectors: what reaches the site's PBX"),
         (name = "api", description = "This document"),
     )
 )]
@@ -247,7 +270,10 @@ fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
             templates::delete_user_profile
         ))
         .routes(routes!(settings::get_settings, settings::update_settings))
-        .routes(routes!(audit::list_audit));
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(pbx::list_pbx))
+        .routes(routes!(pbx::sync_pbx))
+        .routes(routes!(pbx::retry_pbx));
     let public = OpenApiRouter::<ApiState>::new().routes(routes!(openapi_json));
     (protected, public)
 }

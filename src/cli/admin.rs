@@ -525,7 +525,13 @@ pub async fn api_request(config: &Config, req: ApiRequest) -> anyhow::Result<()>
         .body(body)
         .map_err(|e| anyhow!("bad request path {:?}: {e}", req.path))?;
     let store = open(config).await?;
-    let router = crate::api::router_without_auth(crate::api::ApiState::new(store.clone()));
+    let pbx = crate::pbx::connectors(&config.pbx)
+        .map_err(|e| anyhow!(e))?
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
+    let router =
+        crate::api::router_without_auth(crate::api::ApiState::new(store.clone()).with_pbx(pbx));
     let response = router.oneshot(request).await;
     let result = match response {
         Ok(resp) => {
@@ -557,4 +563,68 @@ pub async fn api_request(config: &Config, req: ApiRequest) -> anyhow::Result<()>
         Some(field) => bail!("{message} (field {field}; HTTP {})", status.as_u16()),
         None => bail!("{message} (HTTP {})", status.as_u16()),
     }
+}
+
+/// `selfprov pbx status`: each connector's outbox and last delivery.
+pub async fn pbx_status(config: &Config, json: bool) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let mut rows = Vec::new();
+    let mut list = Vec::new();
+    for p in &config.pbx {
+        let s = store.pbx_status(&p.name).await?;
+        let t = |ms: Option<i64>| {
+            ms.map(|m| {
+                format_time(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(u64::try_from(m).unwrap_or(0)),
+                )
+            })
+        };
+        list.push(json!({
+            "name": p.name,
+            "kind": p.kind.as_str(),
+            "registrar": p.registrar,
+            "pending": s.pending,
+            "parked": s.parked,
+            "oldest_pending_at": t(s.oldest_pending_at),
+            "delivered": s.delivered,
+            "last_success_at": t(s.last_success_at),
+            "last_error": s.last_error,
+            "last_error_at": t(s.last_error_at),
+        }));
+        rows.push(vec![
+            p.name.clone(),
+            p.kind.as_str().to_string(),
+            s.pending.to_string(),
+            s.parked.to_string(),
+            s.delivered.to_string(),
+            t(s.last_success_at).unwrap_or_else(|| "-".into()),
+            s.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&Value::Array(list))?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!(
+            "no PBX connector configured: lines register at selfprov. Add a [[pbx]] table to \
+             the config file (docs/pbx.md)"
+        );
+        return Ok(());
+    }
+    print_table(
+        &[
+            "NAME",
+            "KIND",
+            "PENDING",
+            "PARKED",
+            "DELIVERED",
+            "LAST SUCCESS",
+            "LAST ERROR",
+        ],
+        rows,
+    );
+    Ok(())
 }

@@ -76,6 +76,37 @@ pub enum Command {
     /// Language-pack tools: check, build (TTS), list, info.
     #[command(subcommand)]
     Langpack(langpack::LangpackCommand),
+    /// The call-control connectors (`[[pbx]]`): delivery status, sync, retry.
+    #[command(subcommand)]
+    Pbx(PbxCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PbxCommand {
+    /// Each connector: changes pending and parked, deliveries, the last error.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare what the PBX holds with the store and mend the difference (JSON).
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The connector's name (the `name` of its [[pbx]] table).
+        name: String,
+        /// Only print the differences.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put the connector's parked changes back in line (after fixing what the PBX refused).
+    Retry {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -476,6 +507,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ))
         }
         Command::Langpack(cmd) => langpack::run(cmd),
+        Command::Pbx(PbxCommand::Status { config, json }) => {
+            let config = load_config(&config)?;
+            runtime()?.block_on(admin::pbx_status(&config, json))
+        }
+        Command::Pbx(PbxCommand::Sync {
+            config,
+            name,
+            dry_run,
+        }) => run_api(admin::ApiRequest::new(
+            &config,
+            "POST",
+            format!(
+                "/api/v1/pbx/{}/sync{}",
+                admin::path_segment(&name),
+                if dry_run { "?dry_run=true" } else { "" }
+            ),
+            None,
+        )),
+        Command::Pbx(PbxCommand::Retry { config, name }) => run_api(admin::ApiRequest::new(
+            &config,
+            "POST",
+            format!("/api/v1/pbx/{}/retry", admin::path_segment(&name)),
+            None,
+        )),
         Command::Api(a) => {
             let body = a.data.as_deref().map(admin::Body::json).transpose()?;
             run_api(admin::ApiRequest::new(

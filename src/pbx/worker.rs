@@ -32,10 +32,10 @@ fn now_ms() -> i64 {
 }
 
 /// Starts one delivery task per connector.
-pub fn spawn_all(pbxs: Vec<Pbx>, store: &Store) -> Vec<tokio::task::JoinHandle<()>> {
-    pbxs.into_iter()
+pub fn spawn_all(pbxs: &[Arc<Pbx>], store: &Store) -> Vec<tokio::task::JoinHandle<()>> {
+    pbxs.iter()
         .map(|p| {
-            let p = Arc::new(p);
+            let p = p.clone();
             let span = tracing::info_span!("pbx", connector = %p.name());
             tokio::spawn(run(p, store.clone()).instrument(span))
         })

@@ -82,7 +82,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?
         .with_pbx_connectors(config.pbx.iter().map(|p| p.name.clone()).collect());
-    let pbxs = crate::pbx::connectors(&config.pbx).map_err(|e| anyhow::anyhow!(e))?;
+    let pbxs: Vec<Arc<crate::pbx::Pbx>> = crate::pbx::connectors(&config.pbx)
+        .map_err(|e| anyhow::anyhow!(e))?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     settings::apply_config(&store, &config.ivr).await?;
     let settings = settings::watch(store.clone()).await?;
     let languages = settings.borrow().languages.clone();
@@ -140,7 +144,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http,
         crate::api::ApiState::new(services.store.clone())
             .with_resync(services.resync.clone())
-            .with_reload(reload_tx),
+            .with_reload(reload_tx)
+            .with_pbx(pbxs.clone()),
     ));
 
     let prov_listener = TcpListener::bind(services.config.provisioning.http_listen)
@@ -197,7 +202,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for p in &pbxs {
         tracing::info!(connector = p.name(), kind = p.config.kind.as_str(), registrar = %p.config.registrar, "PBX connector started");
     }
-    let _pbx_workers = crate::pbx::worker::spawn_all(pbxs, &services.store);
+    let _pbx_workers = crate::pbx::worker::spawn_all(&pbxs, &services.store);
     tokio::spawn(reload_loop(services.clone(), reload_rx));
     let sip = tokio::spawn(sip_task::run(
         services.clone(),

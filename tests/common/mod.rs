@@ -17,7 +17,9 @@ pub mod audio;
 pub mod baresip;
 pub mod g711;
 pub mod http;
+pub mod kamailio;
 pub mod pcap;
+pub mod phone;
 pub mod ports;
 pub mod server;
 pub mod sipp;
@@ -88,7 +90,9 @@ pub fn prompt_wav(prompt_id: &str) -> PathBuf {
 /// this first: a missing peer is a failed test, never a skipped one.
 pub fn require_tool(tool: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
+    // Daemons (kamailio) live in the sbin folders, which a non-login PATH may lack.
+    let sbin = [PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")];
+    for dir in std::env::split_paths(&path).chain(sbin) {
         let candidate = dir.join(tool);
         if is_executable(&candidate) {
             return candidate;

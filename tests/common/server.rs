@@ -165,6 +165,40 @@ fn config_text(dir: &Path, opts: &ServerOptions) -> String {
     )
 }
 
+/// Starts `selfprov serve --config CONFIG`, its stderr appended to `stderr_path`, its stdout
+/// lines sent to the returned channel (drained for as long as the process runs, so it never
+/// blocks on a full pipe).
+fn spawn_serve(config_path: &Path, stderr_path: &Path) -> (Child, mpsc::Receiver<String>) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_path)
+        .expect("open the stderr log");
+    let mut child = Command::new(binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .current_dir(super::repo_root())
+        .env_remove("RUST_LOG") // the config's log level applies
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .expect("start selfprov serve");
+    let (tx, stdout_rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, stdout_rx)
+}
+
 impl Server {
     /// Starts the server with the default test options (secure-users, extension 8000).
     pub fn start() -> Server {
@@ -186,34 +220,7 @@ impl Server {
         let config_path = dir.path().join("selfprov.toml");
         std::fs::write(&config_path, config_text(dir.path(), opts)).expect("write the config");
         let stderr_path = dir.path().join("selfprov.stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("create the stderr log");
-
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(super::repo_root())
-            .env_remove("RUST_LOG") // the config's log level applies
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("start selfprov serve");
-
-        // Every stdout line goes to the channel; the reader keeps draining after the ready line
-        // so the server never blocks on a full pipe.
-        let (tx, stdout_rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-
+        let (child, stdout_rx) = spawn_serve(&config_path, &stderr_path);
         let mut server = Server {
             child: Some(child),
             sip: "127.0.0.1:0".parse().expect("placeholder"),
@@ -227,6 +234,19 @@ impl Server {
         };
         server.sip = server.wait_ready();
         server
+    }
+
+    /// Kills the server with SIGKILL (no clean-up of any kind) and starts it again on the same
+    /// config and store; its addresses are those of the new process.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let (child, rx) = spawn_serve(&self.config_path, &self.stderr_path);
+        self.child = Some(child);
+        self.stdout_rx = rx;
+        self.sip = self.wait_ready();
     }
 
     fn wait_ready(&mut self) -> SocketAddr {
