@@ -10,6 +10,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Daemons such as kamailio install into sbin, which a non-login shell's PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 # tool -> Debian package
 declare -A PEERS=(
@@ -18,9 +20,10 @@ declare -A PEERS=(
   [espeak-ng]=espeak-ng
   [sox]=sox
   [tshark]=tshark
+  [kamailio]=kamailio
 )
-# libsox-fmt-all has no binary of its own: checked with dpkg.
-EXTRA_PACKAGES=(libsox-fmt-all)
+# libsox-fmt-all and Kamailio's database modules have no binary of their own: checked with dpkg.
+EXTRA_PACKAGES=(libsox-fmt-all kamailio-sqlite-modules kamailio-postgres-modules)
 
 missing=()
 for tool in "${!PEERS[@]}"; do

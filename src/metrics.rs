@@ -487,6 +487,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Creates a connector's series at 0 (a dashboard shows 0 rather than nothing).
+    pub fn pbx_connector(&self, connector: &str) {
+        for result in ["delivered", "retry", "parked"] {
+            drop(self.pbx_deliveries.get_or_create(&vec![
+                ("connector", connector.to_string()),
+                ("result", result.to_string()),
+            ]));
+        }
+        self.set_pbx_outbox(connector, 0, 0);
+    }
+
     /// A connector's outbox depth.
     pub fn set_pbx_outbox(&self, connector: &str, pending: u64, parked: u64) {
         let label = vec![("connector", connector.to_string())];

@@ -62,6 +62,9 @@ const ISSUE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/selfprov/settings"),
     ("PUT", "/selfprov/settings"),
     ("GET", "/audit"),
+    ("GET", "/pbx"),
+    ("POST", "/pbx/{name}/sync"),
+    ("POST", "/pbx/{name}/retry"),
     ("POST", "/langpacks/reload"),
 ];
 

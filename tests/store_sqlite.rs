@@ -107,7 +107,7 @@ async fn open_creates_folders_uses_wal_and_migrates_once() {
     assert_eq!(store.list_users().await.unwrap().len(), 1);
     assert_eq!(
         count(&db.path, "SELECT COUNT(*) FROM selfprov_schema").await,
-        3
+        4
     );
 }
 
@@ -132,7 +132,7 @@ async fn concurrent_first_opens_migrate_exactly_once() {
     assert_eq!(b.list_users().await.unwrap().len(), 1);
     assert_eq!(
         count(&db.path, "SELECT COUNT(*) FROM selfprov_schema").await,
-        3
+        4
     );
 }
 
@@ -162,7 +162,7 @@ async fn newer_or_edited_schema_is_refused() {
             e,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 3
+                supported: 4
             }
         ),
         "{e}"

@@ -50,6 +50,7 @@ pub async fn run(pbx: Arc<Pbx>, store: Store) {
     let park_after = pbx.config.park_after;
     let mut wake = store.outbox_watch();
     let mut failing = false;
+    metrics.pbx_connector(&name);
     loop {
         if let Ok(s) = store.pbx_status(&name).await {
             metrics.set_pbx_outbox(&name, s.pending, s.parked);

@@ -14,7 +14,7 @@ fn q() -> ListQuery {
 
 pub async fn seeded_defaults_make_a_fresh_install_work(t: &Ctx) {
     let s = &t.store;
-    assert_eq!(s.schema_version().await.unwrap(), 3);
+    assert_eq!(s.schema_version().await.unwrap(), 4);
     let settings = s.get_settings().await.unwrap();
     assert_eq!(settings.auth_mode, "secure-users");
     assert_eq!(settings.ivr_extensions, vec!["8000"]);
