@@ -19,6 +19,7 @@ pub mod g711;
 pub mod http;
 pub mod kamailio;
 pub mod pcap;
+pub mod pg;
 pub mod phone;
 pub mod ports;
 pub mod server;
