@@ -15,6 +15,7 @@ use selfprov::pbx::{Pbx, PbxConfig};
 use selfprov::provisioning::DeviceIdentity;
 use selfprov::store::{AuthMethod, NewUser, Store};
 use std::sync::{Arc, Mutex};
+use md5::Digest as _;
 use std::time::Duration;
 
 fn identity(mac: &str) -> DeviceIdentity {
@@ -331,4 +332,152 @@ async fn asterisk_realtime_rows_fit_asterisks_schema() {
     worker.abort();
     ast.close().await.unwrap();
     common::pg::drop_database(&admin_url, &name).await;
+}
+
+/// Kamailio's `subscriber` rows: (username, domain, password, ha1).
+async fn subscribers(db: &std::path::Path) -> Vec<(String, String, String, String)> {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let rows = sqlx::query_as(
+        "SELECT username, domain, password, ha1 FROM subscriber ORDER BY username, domain",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    rows
+}
+
+async fn kam_exec(db: &std::path::Path, sql: &'static str) {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    c.close().await.unwrap();
+}
+
+/// Runs the worker until the connector's outbox is empty (bounded).
+async fn drain(p: &Arc<Pbx>, store: &Store) {
+    let worker = tokio::spawn(selfprov::pbx::worker::run(p.clone(), store.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = store.pbx_status(p.name()).await.unwrap();
+        if st.pending == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_rows_follow_the_lines_and_sync_mends_hand_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let kam_db = dir.path().join("kamailio.db");
+    common::kamailio::create_sqlite_db(&kam_db).await;
+    // Someone else's account in another domain, and one in ours: never touched.
+    kam_exec(
+        &kam_db,
+        "INSERT INTO subscriber (username, domain, password) VALUES ('1001', 'other.example', 'x'); \
+         INSERT INTO subscriber (username, domain, password) VALUES ('9999', 'voice.example', 'y')",
+    )
+    .await;
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap()
+        .with_pbx_connectors(vec!["kam".into()]);
+    let kam = pbx(&format!(
+        "name = \"kam\"\nkind = \"kamailio\"\nregistrar = \"10.0.0.2:5060\"\n\
+         domain = \"voice.example\"\nstore_password = false\ndb_url = \"sqlite://{}\"",
+        kam_db.display()
+    ));
+    store.add_user(user("jdoe", "1001")).await.unwrap();
+    store.add_user(user("asmith", "1002")).await.unwrap();
+    let a = store
+        .bind_device(&identity("0004F2000001"), "jdoe", AuthMethod::Pin)
+        .await
+        .unwrap();
+    store
+        .bind_device(&identity("0004F2000002"), "asmith", AuthMethod::Pin)
+        .await
+        .unwrap();
+    drain(&kam, &store).await;
+    let rows = subscribers(&kam_db).await;
+    let ours: Vec<_> = rows.iter().filter(|r| r.1 == "voice.example").collect();
+    assert_eq!(ours.len(), 3, "1001, 1002 and the foreign 9999: {rows:?}");
+    let line_a = a.lines[0].line_id.unwrap();
+    let sip_a = store
+        .get_line(line_a)
+        .await
+        .unwrap()
+        .unwrap()
+        .sip_endpoint_id
+        .unwrap();
+    let pw = store.get_sip_endpoint(sip_a).await.unwrap().unwrap().password;
+    let r1001 = ours.iter().find(|r| r.0 == "1001").unwrap();
+    assert_eq!(r1001.2, "", "store_password = false: no plain password");
+    assert_eq!(
+        r1001.3,
+        md5::Md5::digest(format!("1001:voice.example:{pw}").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        "ha1 = MD5(user:realm:password)"
+    );
+
+    // A line renumbered: the old account goes, the new one comes.
+    let mut spec = store.get_line(line_a).await.unwrap().unwrap().spec;
+    spec.number = "1005".into();
+    store.update_line(line_a, spec).await.unwrap();
+    drain(&kam, &store).await;
+    let names: Vec<String> = subscribers(&kam_db)
+        .await
+        .into_iter()
+        .filter(|r| r.1 == "voice.example")
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(names, ["1002", "1005", "9999"]);
+
+    // Hand edits at Kamailio: 1002 deleted, 1005's hash changed.
+    kam_exec(
+        &kam_db,
+        "DELETE FROM subscriber WHERE username = '1002' AND domain = 'voice.example'; \
+         UPDATE subscriber SET ha1 = 'tampered' WHERE username = '1005'",
+    )
+    .await;
+    let found = kam.sync(&store, true).await.unwrap();
+    let kinds: Vec<String> = found
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap()["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["update", "create"], "{found:?}");
+    assert!(
+        subscribers(&kam_db).await.iter().all(|r| r.0 != "1002" || r.1 != "voice.example"),
+        "a dry run changes nothing"
+    );
+    kam.sync(&store, false).await.unwrap();
+    assert!(kam.sync(&store, true).await.unwrap().is_empty(), "mended");
+    let rows = subscribers(&kam_db).await;
+    assert!(rows.iter().any(|r| r.0 == "1002" && r.1 == "voice.example"));
+    assert!(rows.iter().all(|r| r.3 != "tampered"));
+    assert!(
+        rows.iter().any(|r| r.0 == "1001" && r.1 == "other.example" && r.2 == "x")
+            && rows.iter().any(|r| r.0 == "9999" && r.2 == "y"),
+        "rows selfprov did not create are untouched: {rows:?}"
+    );
+
+    // Every phone of a line gone: its account goes, the others stay.
+    store.unbind_device(a.id, "test").await.unwrap();
+    drain(&kam, &store).await;
+    let names: Vec<String> = subscribers(&kam_db)
+        .await
+        .into_iter()
+        .filter(|r| r.1 == "voice.example")
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(names, ["1002", "9999"]);
 }
