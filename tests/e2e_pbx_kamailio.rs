@@ -4,7 +4,9 @@
 //! - a new phone (SIPp as a Yealink) provisions itself at the IVR; the `kamailio` connector
 //!   writes its line's `subscriber` row; the phone's new file names Kamailio as the line's
 //!   registrar with the line's number as the digest user, and Kamailio accepts the REGISTER
-//!   made with those credentials; after an unbinding (API) Kamailio refuses it;
+//!   made with those credentials; the device becomes `provisioned` when that registration shows
+//!   in Kamailio's `location` table (`watch_registrations`), not when the file is fetched;
+//!   after an unbinding (API) Kamailio refuses it;
 //! - Kamailio's database unreachable while 20 phones are bound: `pbx status` shows the changes
 //!   pending; once the database is there every line is delivered once, in order, none lost or
 //!   doubled, also across a `kill -9` of selfprov between the bindings and their delivery.
@@ -49,15 +51,22 @@ fn subscribers(db: &Path) -> Vec<(String, String, String, String)> {
     })
 }
 
-fn pbx_table(kam_db: &Path, registrar: &str) -> (&'static str, String) {
+fn pbx_table(kam_db: &Path, registrar: &str, watch: bool) -> (&'static str, String) {
     (
         "[pbx]",
         format!(
             "name = \"kam\"\nkind = \"kamailio\"\nregistrar = \"{registrar}\"\n\
-             db_url = \"sqlite://{}\"",
+             db_url = \"sqlite://{}\"\nwatch_registrations = {watch}",
             kam_db.display()
         ),
     )
+}
+
+fn device_state(server: &Server) -> String {
+    server.devices()[0].raw["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn metric(server: &Server, line_start: &str) -> Option<f64> {
@@ -72,10 +81,14 @@ fn a_phone_provisioned_at_the_ivr_registers_its_line_at_kamailio() {
     let work = tempfile::tempdir().unwrap();
     let kam_db = work.path().join("kamailio.db");
     rt().block_on(create_sqlite_db(&kam_db));
-    let kam = Kamailio::start(work.path(), &format!("sqlite://{}", kam_db.display()), &[]);
+    let kam = Kamailio::start(
+        work.path(),
+        &format!("sqlite://{}", kam_db.display()),
+        &["WITH_USRLOC_DB"],
+    );
     let mut server = Server::start_with_autoreg(
         r#"["MD5"]"#,
-        vec![pbx_table(&kam_db, &kam.addr.to_string())],
+        vec![pbx_table(&kam_db, &kam.addr.to_string(), true)],
     );
     server.add_user(&JDOE);
 
@@ -115,6 +128,9 @@ fn a_phone_provisioned_at_the_ivr_registers_its_line_at_kamailio() {
     assert_eq!(get("account.1.auth_name"), "1001");
     let password = get("account.1.password");
     assert_eq!(rows[0].2, password, "the row holds the phone's password");
+    // The file alone does not make the device provisioned: its line must come up at Kamailio.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(device_state(&server), "provisioning");
 
     // Kamailio accepts the line's REGISTER with those credentials.
     let line = Guest {
@@ -130,6 +146,15 @@ fn a_phone_provisioned_at_the_ivr_registers_its_line_at_kamailio() {
         .args(&["-au", &line.auth_name, "-ap", &line.password])
         .run(kam.addr, server.dir.path())
         .assert_success("the provisioned line registers at Kamailio");
+    let up = wait_for(Duration::from_secs(10), || {
+        (device_state(&server) == "provisioned").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "Kamailio's location table shows the line: provisioned ({})\n{}",
+        device_state(&server),
+        tail(&server.log(), 30)
+    );
     assert!(
         metric(
             &server,
@@ -179,7 +204,7 @@ fn changes_wait_for_kamailios_database_and_survive_a_kill_9() {
     // Not created yet: Kamailio's database is unreachable.
     let kam_db = work.path().join("kamailio.db");
     let mut server = Server::start_with(&common::server::ServerOptions {
-        extra: vec![pbx_table(&kam_db, "127.0.0.1:5060")],
+        extra: vec![pbx_table(&kam_db, "127.0.0.1:5060", false)],
         ..Default::default()
     });
     // 20 users, each with a phone bound (as the IVR binds them), by the admin CLI's store: a

@@ -11,11 +11,11 @@ mod common;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use md5::Digest as _;
 use selfprov::pbx::{Pbx, PbxConfig};
 use selfprov::provisioning::DeviceIdentity;
 use selfprov::store::{AuthMethod, NewUser, Store};
 use std::sync::{Arc, Mutex};
-use md5::Digest as _;
 use std::time::Duration;
 
 fn identity(mac: &str) -> DeviceIdentity {
@@ -417,7 +417,12 @@ async fn kamailio_rows_follow_the_lines_and_sync_mends_hand_edits() {
         .unwrap()
         .sip_endpoint_id
         .unwrap();
-    let pw = store.get_sip_endpoint(sip_a).await.unwrap().unwrap().password;
+    let pw = store
+        .get_sip_endpoint(sip_a)
+        .await
+        .unwrap()
+        .unwrap()
+        .password;
     let r1001 = ours.iter().find(|r| r.0 == "1001").unwrap();
     assert_eq!(r1001.2, "", "store_password = false: no plain password");
     assert_eq!(
@@ -452,11 +457,19 @@ async fn kamailio_rows_follow_the_lines_and_sync_mends_hand_edits() {
     let found = kam.sync(&store, true).await.unwrap();
     let kinds: Vec<String> = found
         .iter()
-        .map(|a| serde_json::to_value(a).unwrap()["action"].as_str().unwrap().to_string())
+        .map(|a| {
+            serde_json::to_value(a).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(kinds, ["update", "create"], "{found:?}");
     assert!(
-        subscribers(&kam_db).await.iter().all(|r| r.0 != "1002" || r.1 != "voice.example"),
+        subscribers(&kam_db)
+            .await
+            .iter()
+            .all(|r| r.0 != "1002" || r.1 != "voice.example"),
         "a dry run changes nothing"
     );
     kam.sync(&store, false).await.unwrap();
@@ -465,7 +478,8 @@ async fn kamailio_rows_follow_the_lines_and_sync_mends_hand_edits() {
     assert!(rows.iter().any(|r| r.0 == "1002" && r.1 == "voice.example"));
     assert!(rows.iter().all(|r| r.3 != "tampered"));
     assert!(
-        rows.iter().any(|r| r.0 == "1001" && r.1 == "other.example" && r.2 == "x")
+        rows.iter()
+            .any(|r| r.0 == "1001" && r.1 == "other.example" && r.2 == "x")
             && rows.iter().any(|r| r.0 == "9999" && r.2 == "y"),
         "rows selfprov did not create are untouched: {rows:?}"
     );

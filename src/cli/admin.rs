@@ -17,7 +17,8 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 async fn open(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.store.url)
         .await?
-        .with_pbx_connectors(config.pbx.iter().map(|p| p.name.clone()).collect()))
+        .with_pbx_connectors(config.pbx.iter().map(|p| p.name.clone()).collect())
+        .with_registration_watch(config.pbx.iter().any(|p| p.watch_registrations)))
 }
 
 pub async fn user_add(config: &Config, args: &UserAddArgs) -> anyhow::Result<()> {

@@ -226,6 +226,35 @@ impl Asterisk {
         }
     }
 
+    /// Contacts in Asterisk's `ps_contacts` (realtime) for the lines selfprov owns there.
+    pub async fn registrations(
+        &self,
+        store: &Store,
+        line_ids: &[i64],
+    ) -> Result<Vec<super::PbxRegistration>, DeliveryError> {
+        let owned = store
+            .pbx_objects(&self.name)
+            .await
+            .map_err(DeliveryError::store)?;
+        let mut out = Vec::new();
+        for o in owned.iter().filter(|o| line_ids.contains(&o.line_id)) {
+            let rows: Vec<(Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT user_agent, uri FROM ps_contacts WHERE endpoint = $1")
+                    .bind(o.object.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(classify)?;
+            for (ua, uri) in rows {
+                out.push(super::PbxRegistration {
+                    line_id: o.line_id,
+                    user_agent: ua.unwrap_or_default(),
+                    contact: uri.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn diff(
         &self,
         store: &Store,

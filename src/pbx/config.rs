@@ -60,6 +60,11 @@ pub struct PbxConfig {
     /// webhook: the HMAC-SHA256 key of the `X-Selfprov-Signature` header.
     #[serde(default)]
     pub secret: Option<String>,
+    /// kamailio, asterisk-realtime: read the PBX's registrations (Kamailio's `location` table,
+    /// usrloc `db_mode` 1-3; Asterisk's `ps_contacts`): a bound phone becomes `provisioned`
+    /// when its line registers there, not when it fetches its file.
+    #[serde(default)]
+    pub watch_registrations: bool,
     /// Seconds one delivery may take before it counts as failed.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -174,6 +179,11 @@ impl PbxConfig {
         only_for("domain", self.domain.is_some(), &[Kamailio])?;
         only_for("store_password", !self.store_password, &[Kamailio])?;
         only_for("url", self.url.is_some(), &[Webhook])?;
+        only_for(
+            "watch_registrations",
+            self.watch_registrations,
+            &[Kamailio, AsteriskRealtime],
+        )?;
         only_for("secret", self.secret.is_some(), &[Webhook])?;
         only_for(
             "codecs",

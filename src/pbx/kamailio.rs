@@ -242,6 +242,50 @@ impl Kamailio {
         }
     }
 
+    /// Contacts in Kamailio's `location` table (usrloc writing to the database) for the lines
+    /// selfprov owns there.
+    pub async fn registrations(
+        &self,
+        store: &Store,
+        line_ids: &[i64],
+    ) -> Result<Vec<super::PbxRegistration>, DeliveryError> {
+        let owned = store
+            .pbx_objects(&self.name)
+            .await
+            .map_err(DeliveryError::store)?;
+        let mut out = Vec::new();
+        for o in owned.iter().filter(|o| line_ids.contains(&o.line_id)) {
+            let (user, domain) = o
+                .object
+                .rsplit_once('@')
+                .unwrap_or((&o.object, &self.domain));
+            let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+                on_pool!(self, |pool| {
+                    sqlx::query_as(
+                        "SELECT user_agent, contact, instance FROM location \
+                     WHERE username = $1 AND domain = $2",
+                    )
+                    .bind(user)
+                    .bind(domain)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(classify)?
+                });
+            for (ua, contact, instance) in rows {
+                out.push(super::PbxRegistration {
+                    line_id: o.line_id,
+                    user_agent: ua.unwrap_or_default(),
+                    contact: format!(
+                        "{} {}",
+                        contact.unwrap_or_default(),
+                        instance.unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// What differs between the live lines and the rows selfprov owns at Kamailio.
     pub async fn diff(
         &self,

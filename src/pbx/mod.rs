@@ -59,6 +59,32 @@ impl std::fmt::Display for DeliveryError {
     }
 }
 
+/// A contact registered at the PBX for a line selfprov owns there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbxRegistration {
+    pub line_id: i64,
+    /// The phone's User-Agent, as the PBX stored it.
+    pub user_agent: String,
+    /// The contact and its `+sip.instance`, where the PBX keeps them.
+    pub contact: String,
+}
+
+impl PbxRegistration {
+    /// Whether this registration names the MAC (12 hex digits): in the User-Agent (Yealink,
+    /// Snom, Grandstream), the contact or its instance (Cisco `SEP<MAC>`, `urn:uuid:...<MAC>`).
+    pub fn names_mac(&self, mac: &str) -> bool {
+        let want = mac.to_ascii_lowercase();
+        [&self.user_agent, &self.contact].iter().any(|s| {
+            let hex: String = s
+                .chars()
+                .filter(|c| c.is_ascii_hexdigit())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            hex.contains(&want)
+        })
+    }
+}
+
 /// One difference `pbx sync` found between a PBX and the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -116,6 +142,20 @@ impl Pbx {
             Connector::Kamailio(k) => k.deliver(store, row).await,
             Connector::Asterisk(a) => a.deliver(store, row).await,
             Connector::Webhook(w) => w.deliver(row).await,
+        }
+    }
+
+    /// The registrations the PBX holds for `line_ids` (only connectors that can see them;
+    /// others answer none).
+    pub async fn registrations(
+        &self,
+        store: &Store,
+        line_ids: &[i64],
+    ) -> Result<Vec<PbxRegistration>, DeliveryError> {
+        match &self.connector {
+            Connector::Kamailio(k) => k.registrations(store, line_ids).await,
+            Connector::Asterisk(a) => a.registrations(store, line_ids).await,
+            Connector::Webhook(_) => Ok(Vec::new()),
         }
     }
 

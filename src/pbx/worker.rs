@@ -37,9 +37,97 @@ pub fn spawn_all(pbxs: &[Arc<Pbx>], store: &Store) -> Vec<tokio::task::JoinHandl
         .map(|p| {
             let p = p.clone();
             let span = tracing::info_span!("pbx", connector = %p.name());
-            tokio::spawn(run(p, store.clone()).instrument(span))
+            let mut tasks = vec![tokio::spawn(
+                run(p.clone(), store.clone()).instrument(span.clone()),
+            )];
+            if p.config.watch_registrations {
+                tasks.push(tokio::spawn(
+                    watch_registrations(p, store.clone()).instrument(span),
+                ));
+            }
+            tasks
         })
+        .flatten()
         .collect()
+}
+
+/// How often the PBX's registrations are read.
+pub const REGISTRATION_POLL: Duration = Duration::from_secs(2);
+
+/// Which awaiting devices the registrations show: a device whose MAC a registration of one of
+/// its lines names, or, when none names any MAC we wait for, the only device waiting on that
+/// line (a phone that does not reveal its MAC).
+pub fn registered_devices(
+    awaiting: &[crate::store::AwaitingDevice],
+    regs: &[super::PbxRegistration],
+) -> Vec<i64> {
+    let mut out = Vec::new();
+    for d in awaiting {
+        let mine = regs.iter().filter(|r| d.line_ids.contains(&r.line_id));
+        let by_mac = d.mac.as_deref().is_some_and(|m| {
+            regs.iter()
+                .any(|r| d.line_ids.contains(&r.line_id) && r.names_mac(m))
+        });
+        let alone = mine.clone().any(|r| {
+            let waiting_here = awaiting
+                .iter()
+                .filter(|o| o.line_ids.contains(&r.line_id))
+                .count();
+            let names_other = awaiting.iter().any(|o| {
+                o.device_id != d.device_id && o.mac.as_deref().is_some_and(|m| r.names_mac(m))
+            });
+            waiting_here == 1 && !names_other
+        });
+        if by_mac || alone {
+            out.push(d.device_id);
+        }
+    }
+    out
+}
+
+/// Moves devices to `provisioned` when their line registers at the PBX (`watch_registrations`).
+pub async fn watch_registrations(pbx: Arc<Pbx>, store: Store) {
+    let mut tick = tokio::time::interval(REGISTRATION_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let awaiting = match store.devices_awaiting_registration().await {
+            Ok(a) if a.is_empty() => continue,
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "reading the devices waiting for their line failed");
+                continue;
+            }
+        };
+        let mut lines: Vec<i64> = awaiting.iter().flat_map(|d| d.line_ids.clone()).collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let regs = match pbx.registrations(&store, &lines).await {
+            Ok(r) => {
+                failing = false;
+                r
+            }
+            Err(e) => {
+                if !failing {
+                    warn!(error = %e, "reading the PBX's registrations failed; devices stay \
+                          provisioning until it can be read (watch_registrations)");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        for id in registered_devices(&awaiting, &regs) {
+            match store.line_registered(id).await {
+                Ok(true) => info!(
+                    device = id,
+                    "the device's line registered at the PBX: provisioned"
+                ),
+                Ok(false) => {}
+                Err(e) => warn!(device = id, error = %e, "recording a registration failed"),
+            }
+        }
+    }
 }
 
 /// Delivers `pbx`'s rows until the process ends.
@@ -135,6 +223,37 @@ pub async fn run(pbx: Arc<Pbx>, store: Store) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registrations_name_their_device() {
+        use crate::pbx::PbxRegistration;
+        use crate::store::AwaitingDevice;
+        let d = |id, mac: Option<&str>, lines: &[i64]| AwaitingDevice {
+            device_id: id,
+            mac: mac.map(Into::into),
+            line_ids: lines.to_vec(),
+        };
+        let r = |line, ua: &str| PbxRegistration {
+            line_id: line,
+            user_agent: ua.into(),
+            contact: String::new(),
+        };
+        let awaiting = [
+            d(1, Some("805EC0A1B2C3"), &[10]),
+            d(2, Some("805EC0A1B2C4"), &[10]),
+            d(3, Some("0004F2000003"), &[11]),
+        ];
+        // Two phones wait on line 10: only the one the User-Agent names.
+        let regs = [r(10, "Yealink SIP-T46S 66.86.0.15 80:5e:c0:a1:b2:c3")];
+        assert_eq!(registered_devices(&awaiting, &regs), vec![1]);
+        // A phone alone on its line that does not tell its MAC.
+        let regs = [r(11, "Softphone 1.0")];
+        assert_eq!(registered_devices(&awaiting, &regs), vec![3]);
+        // Nothing registered: nothing provisioned; an anonymous contact on a shared line proves
+        // nothing about either phone.
+        assert!(registered_devices(&awaiting, &[]).is_empty());
+        assert!(registered_devices(&awaiting, &[r(10, "Softphone 1.0")]).is_empty());
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap() {

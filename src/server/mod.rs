@@ -81,7 +81,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 config.store.url
             )
         })?
-        .with_pbx_connectors(config.pbx.iter().map(|p| p.name.clone()).collect());
+        .with_pbx_connectors(config.pbx.iter().map(|p| p.name.clone()).collect())
+        .with_registration_watch(config.pbx.iter().any(|p| p.watch_registrations));
     let pbxs: Vec<Arc<crate::pbx::Pbx>> = crate::pbx::connectors(&config.pbx)
         .map_err(|e| anyhow::anyhow!(e))?
         .into_iter()

@@ -675,7 +675,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let state: DeviceState = state.parse().map_err(StoreError::Corrupt)?;
-            if matches!(state, DeviceState::Provisioning | DeviceState::Error) {
+            // With a PBX reporting registrations, the line registering there is what makes
+            // the device provisioned (Store::line_registered), not this fetch.
+            if matches!(state, DeviceState::Provisioning | DeviceState::Error)
+                && !self.registration_watch
+            {
                 let lines: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM device_lines WHERE device_id = $1")
                         .bind(device_id)
@@ -772,6 +776,31 @@ impl Store {
             Ok::<Vec<i64>, StoreError>(ids)
         })?;
         self.get_devices(&ids).await
+    }
+
+    /// The device's line registered at the PBX: a device still in `provisioning` (or `error`) becomes
+    /// `provisioned` and its guest account is released. False when it was not in
+    /// `provisioning` (any more).
+    pub async fn line_registered(&self, device_id: i64) -> Result<bool, StoreError> {
+        let changed = with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE devices SET state = $2, last_seen = $5 WHERE id = $1 AND state IN ($3, $4)",
+            )
+            .bind(device_id)
+            .bind(DeviceState::Provisioned.as_str())
+            .bind(DeviceState::Provisioning.as_str())
+            .bind(DeviceState::Error.as_str())
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                release_guest_in_tx!(tx, device_id);
+            }
+            tx.commit().await?;
+            Ok::<bool, StoreError>(done.rows_affected() > 0)
+        })?;
+        Ok(changed)
     }
 
     /// Puts a device back into autoprov (Wazo's `GET /devices/{id}/autoprov`), in one write

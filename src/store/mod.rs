@@ -39,7 +39,7 @@ pub use model::{
     format_time, AuditEvent, AuditOutcome, AuthMethod, Device, DeviceLine, DeviceState, NewUser,
     User, UserInput,
 };
-pub use outbox::{OutboxRow, PbxObject, PbxStatus};
+pub use outbox::{AwaitingDevice, OutboxRow, PbxObject, PbxStatus};
 pub use records::{
     rfc3339, ApiToken, AuditQuery, BindOptions, Binding, CallForward, CallForwards, DeviceTemplate,
     DeviceType, Line, LineTemplate, ListQuery, NewDevice, NewDeviceTemplate, NewLine,
@@ -79,6 +79,9 @@ pub struct Store {
     /// Names of the configured PBX connectors: each change a PBX must learn of writes one
     /// outbox row per name (none: no outbox rows).
     pbx: std::sync::Arc<[String]>,
+    /// True: a PBX connector reports its registrations, and a device becomes `provisioned`
+    /// when its line registers there rather than when it fetches its file.
+    registration_watch: bool,
     /// Bumped after a commit that wrote outbox rows (the delivery workers watch it).
     outbox_wake: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }

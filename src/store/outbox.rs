@@ -85,6 +85,7 @@ impl Store {
         Store {
             backend,
             pbx: Arc::from(Vec::new()),
+            registration_watch: false,
             outbox_wake: Arc::new(tokio::sync::watch::channel(0u64).0),
         }
     }
@@ -94,6 +95,13 @@ impl Store {
     /// server and CLI, must give the same list).
     pub fn with_pbx_connectors(mut self, names: Vec<String>) -> Store {
         self.pbx = Arc::from(names);
+        self
+    }
+
+    /// The store, leaving a device that fetched its new file in `provisioning` until a PBX
+    /// connector sees its line register ([`Store::line_registered`]).
+    pub fn with_registration_watch(mut self, on: bool) -> Store {
+        self.registration_watch = on;
         self
     }
 
@@ -373,5 +381,43 @@ impl Store {
         })?;
         self.outbox_wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
+    }
+}
+
+/// A device waiting for its line to register at the PBX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitingDevice {
+    pub device_id: i64,
+    pub mac: Option<String>,
+    pub line_ids: Vec<i64>,
+}
+
+impl Store {
+    /// Devices in `provisioning` (or `error`: late) that have lines: the ones whose line registering at the PBX
+    /// makes them `provisioned`.
+    pub async fn devices_awaiting_registration(&self) -> Result<Vec<AwaitingDevice>, StoreError> {
+        with_pool!(self, |pool| {
+            let rows: Vec<(i64, Option<String>, i64)> = sqlx::query_as(
+                "SELECT d.id, d.mac, dl.line_id FROM devices d \
+                 JOIN device_lines dl ON dl.device_id = d.id \
+                 WHERE d.state IN ($1, $2) AND dl.line_id IS NOT NULL ORDER BY d.id, dl.line_id",
+            )
+            .bind(super::DeviceState::Provisioning.as_str())
+            .bind(super::DeviceState::Error.as_str())
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<AwaitingDevice> = Vec::new();
+            for (device_id, mac, line_id) in rows {
+                match out.last_mut() {
+                    Some(d) if d.device_id == device_id => d.line_ids.push(line_id),
+                    _ => out.push(AwaitingDevice {
+                        device_id,
+                        mac,
+                        line_ids: vec![line_id],
+                    }),
+                }
+            }
+            Ok(out)
+        })
     }
 }
