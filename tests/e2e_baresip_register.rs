@@ -29,7 +29,7 @@ mod common;
 use common::http::cfg_value;
 
 use common::audio::write_silence_wav;
-use common::baresip::Baresip;
+use common::baresip::{type_keys, wait_registration, Baresip, Registration};
 use common::server::{Server, JDOE};
 use common::{tail, wait_for};
 use serde_json::Value;
@@ -101,50 +101,6 @@ fn account_line(server: &Server, number: &str, auth_user: &str, auth_pass: &str)
     )
 }
 
-/// How baresip's registration ended, as far as it can be seen within `timeout`.
-#[derive(Debug, PartialEq)]
-enum Registration {
-    Ok,
-    Failed(String),
-    Pending,
-}
-
-/// Waits (bounded) for the end of baresip's first registration. The REGISTER_OK/FAIL event
-/// can come before the test is connected to ctrl_tcp (baresip registers before it loads its
-/// app modules, and the server answers at once), so `reginfo` is asked too: its status is
-/// `OK ` after a 200, `ERR` after a failure status, `zzz` while pending (or after a local
-/// error such as an unsupported challenge, which the log then names).
-fn wait_registration(phone: &mut Baresip, timeout: Duration) -> Registration {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if phone
-            .wait_event("REGISTER_OK", Duration::from_millis(10))
-            .is_some()
-        {
-            return Registration::Ok;
-        }
-        if let Some(e) = phone.wait_event("REGISTER_FAIL", Duration::from_millis(10)) {
-            return Registration::Failed(e.to_string());
-        }
-        let info = phone.command_ok("reginfo", "");
-        let data = common::server::strip_ansi(info["data"].as_str().unwrap_or(""));
-        if data.contains(" OK  ") || data.contains(" OK ") {
-            return Registration::Ok;
-        }
-        if data.contains(" ERR ") {
-            return Registration::Failed(data);
-        }
-        let log = phone.log();
-        if let Some(l) = log.lines().find(|l| l.contains(": Register: ")) {
-            return Registration::Failed(l.to_string());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Registration::Pending;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The only device, as `device list --json` shows it.
 fn the_device(server: &Server) -> Value {
     let devices = server.devices();
@@ -154,14 +110,6 @@ fn the_device(server: &Server) -> Value {
         .next()
         .map(|d| d.raw)
         .unwrap_or_default()
-}
-
-fn type_keys(phone: &mut Baresip, keys: &str) {
-    for k in keys.chars() {
-        phone.send_key(k);
-        // baresip sends about 180 ms of event per key; leave a gap like a person would.
-        std::thread::sleep(Duration::from_millis(350));
-    }
 }
 
 /// The SIP messages of baresip's trace (`-s`): each starts after a line `#` with a

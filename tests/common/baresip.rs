@@ -348,3 +348,56 @@ fn read_netstrings(mut s: TcpStream, tx: mpsc::Sender<Value>) {
         }
     }
 }
+
+/// How baresip's registration ended, as far as it can be seen within `timeout`.
+#[derive(Debug, PartialEq)]
+pub enum Registration {
+    Ok,
+    Failed(String),
+    Pending,
+}
+
+/// Waits (bounded) for the end of baresip's first registration. The REGISTER_OK/FAIL event
+/// can come before the test is connected to ctrl_tcp (baresip registers before it loads its
+/// app modules, and the server answers at once), so `reginfo` is asked too: its status is
+/// `OK ` after a 200, `ERR` after a failure status, `zzz` while pending (or after a local
+/// error such as an unsupported challenge, which the log then names).
+pub fn wait_registration(phone: &mut Baresip, timeout: Duration) -> Registration {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if phone
+            .wait_event("REGISTER_OK", Duration::from_millis(10))
+            .is_some()
+        {
+            return Registration::Ok;
+        }
+        if let Some(e) = phone.wait_event("REGISTER_FAIL", Duration::from_millis(10)) {
+            return Registration::Failed(e.to_string());
+        }
+        let info = phone.command_ok("reginfo", "");
+        let data = super::server::strip_ansi(info["data"].as_str().unwrap_or(""));
+        if data.contains(" OK  ") || data.contains(" OK ") {
+            return Registration::Ok;
+        }
+        if data.contains(" ERR ") {
+            return Registration::Failed(data);
+        }
+        let log = phone.log();
+        if let Some(l) = log.lines().find(|l| l.contains(": Register: ")) {
+            return Registration::Failed(l.to_string());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Registration::Pending;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Types `keys` as RFC 4733 events, about as fast as a person would.
+pub fn type_keys(phone: &mut Baresip, keys: &str) {
+    for k in keys.chars() {
+        phone.send_key(k);
+        // baresip sends about 180 ms of event per key; leave a gap like a person would.
+        std::thread::sleep(Duration::from_millis(350));
+    }
+}
