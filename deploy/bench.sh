@@ -31,6 +31,16 @@
 #              jitter of each capture (deploy/rtp_jitter.py), so the load generator is checked
 #              against an independent peer and an independent measurement. Needs sipp
 #              (sip-tester) and tshark; SIPP_CALLS=0 skips.
+#   PBX=kamailio adds a `kamailio` connector ([[pbx]], on a SQLite database of Kamailio's own
+#              schema from /usr/share/kamailio, package kamailio-sqlite-modules) to every phase;
+#              after the notify phase the server's histograms give the binding → subscriber row
+#              delay under the background load and the IVR's binding time (run once without PBX
+#              for the comparison).
+#   outage     with PBX set, OUTAGE_CALLS provisioning calls (default 0: skipped; 1000 for the
+#              documented figure) at OUTAGE_RATE (default 20/s) while Kamailio's database is
+#              missing; then the database appears and the time for the outbox to drain is taken.
+#
+#   PBX=kamailio CALLS=" " SETUP_CALLS=0 SIPP_CALLS=0 PROVISION_CALLS=0 OUTAGE_CALLS=1000 deploy/bench.sh
 #
 # Everything runs on 127.0.0.1. Needs: cargo, and `ulimit -n` above 2 x the largest call count
 # (one RTP socket per call on each side).
@@ -50,6 +60,9 @@ SIPP_CALLS=${SIPP_CALLS:-100}
 NOTIFY_CALLS=${NOTIFY_CALLS:-100}
 NOTIFY_RATE=${NOTIFY_RATE:-2}
 NOTIFY_BACKGROUND=${NOTIFY_BACKGROUND:-1000}
+PBX=${PBX:-}
+OUTAGE_CALLS=${OUTAGE_CALLS:-0}
+OUTAGE_RATE=${OUTAGE_RATE:-20}
 RESULTS=${RESULTS:-"$ROOT/target/bench-results.jsonl"}
 LOG_LEVEL=${LOG_LEVEL:-info}
 # rtp.realtime_priority of the server: 0 (default) or a SCHED_FIFO priority for its media threads.
@@ -122,6 +135,39 @@ max_guests = 5000
 [log]
 level = "$LOG_LEVEL"
 EOF
+    if [ -n "$PBX" ]; then
+        cat >>"$WORK/selfprov.toml" <<EOF
+[[pbx]]
+name = "kamailio"
+kind = "kamailio"
+registrar = "127.0.0.1:5060"
+db_url = "sqlite://$WORK/kamailio.db"
+EOF
+    fi
+}
+
+# Kamailio's tables in $WORK/kamailio.db, from the SQL its packages ship.
+make_kamailio_db() {
+    python3 - "$WORK/kamailio.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for name in ("standard", "auth_db", "usrloc"):
+    db.executescript(open(f"/usr/share/kamailio/db_sqlite/{name}-create.sql").read())
+db.commit()
+PY
+}
+
+subscriber_rows() {
+    python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM subscriber").fetchone()[0])' "$WORK/kamailio.db"
+}
+
+# $1 = label: p50/p90/p99 of the server's histograms selfprov_binding_seconds and
+# selfprov_pbx_delivery_seconds (interpolated within the bucket), from /metrics.
+report_histograms() {
+    local label=$1 json
+    json=$(curl -s "http://$API/metrics" | python3 "$ROOT/deploy/histogram_quantiles.py")
+    echo "bench.sh: $label: $json" | tee -a "$RESULTS.txt" >&2
+    echo "{\"label\":\"$label\",\"histograms\":$json}" >>"$RESULTS"
 }
 
 seed_users() {
@@ -147,6 +193,7 @@ start_server() {
     for _ in $(seq 1 300); do
         SIP=$(sed -n 's/^SIP listening on \(.*\) (udp+tcp)$/\1/p' "$WORK/server.out")
         PROV=$(sed -n 's|^Provisioning listening on http://\(.*\)/$|\1|p' "$WORK/server.out")
+        API=$(sed -n 's|^API listening on http://\(.*\)/api/v1$|\1|p' "$WORK/server.out")
         [ -n "$SIP" ] && [ -n "$PROV" ] && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
@@ -186,6 +233,7 @@ echo "# $(date -u +%FT%TZ) $(machine) USERS=$USERS NICE=$NICE CPUS=${SERVER_CPU[
     | tee -a "$RESULTS.txt" >&2
 
 write_config secure-users 600000
+if [ -n "$PBX" ]; then make_kamailio_db; fi
 seed_users
 cp "$WORK/selfprov.db" "$WORK/seeded.db"
 
@@ -240,6 +288,11 @@ if [ "$NOTIFY_CALLS" -gt 0 ]; then
         --notify-timeout 10s --setup-timeout 10s
     bound=$("$SELFPROV" device list --json --config "$WORK/selfprov.toml" | grep -o '"owner": *"u[0-9]*"' | wc -l)
     echo "bench.sh: notify: devices bound: $bound of $NOTIFY_CALLS" | tee -a "$RESULTS.txt" >&2
+    if [ -n "$PBX" ]; then
+        sleep 2
+        echo "bench.sh: notify: Kamailio subscriber rows: $(subscriber_rows) of $bound" | tee -a "$RESULTS.txt" >&2
+    fi
+    report_histograms "notify pbx=${PBX:-none} background=$NOTIFY_BACKGROUND"
     wait "$BACKGROUND_PID" || true
     sed '$d' "$WORK/background.out" | tee -a "$RESULTS.txt" >&2
     tail -1 "$WORK/background.out" >>"$RESULTS"
@@ -349,6 +402,35 @@ if [ "$PROVISION_CALLS" -gt 0 ]; then
         --digit-pauses 3s,1500ms,5500ms --index-base 100000
     bound=$("$SELFPROV" device list --json --config "$WORK/selfprov.toml" | grep -o '"owner": *"u[0-9]*"' | wc -l)
     echo "bench.sh: devices bound after the provisioning run: $bound of $PROVISION_CALLS" | tee -a "$RESULTS.txt" >&2
+    stop_server
+fi
+if [ -n "$PBX" ] && [ "$OUTAGE_CALLS" -gt 0 ]; then
+    cp "$WORK/seeded.db" "$WORK/selfprov.db"
+    rm -f "$WORK/selfprov.db-wal" "$WORK/selfprov.db-shm" "$WORK/kamailio.db"
+    write_config secure-users 10000
+    start_server
+    sleep 1
+    run_load "outage provision n=$OUTAGE_CALLS rate=$OUTAGE_RATE (Kamailio's database missing)" \
+        --calls "$OUTAGE_CALLS" --rate "$OUTAGE_RATE" --hold 40s --digits "{n}#,$PIN#,1" \
+        --digit-pauses 3s,1500ms,5500ms --index-base 100000
+    pending() {
+        "$SELFPROV" pbx status --json --config "$WORK/selfprov.toml" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["pending"])'
+    }
+    before=$(pending)
+    make_kamailio_db
+    t0=$(date +%s.%N)
+    for _ in $(seq 1 6000); do
+        [ "$(pending)" = 0 ] && break
+        sleep 0.1
+    done
+    t1=$(date +%s.%N)
+    rows=$(subscriber_rows)
+    drain=$(python3 -c "print(round($t1 - $t0, 2))")
+    echo "bench.sh: outage: $before changes pending; database back: drained in ${drain}s ($rows subscriber rows)" \
+        | tee -a "$RESULTS.txt" >&2
+    echo "{\"label\":\"outage n=$OUTAGE_CALLS\",\"pending\":$before,\"drain_s\":$drain,\"subscriber_rows\":$rows}" >>"$RESULTS"
+    report_histograms "outage pbx=$PBX"
     stop_server
 fi
 echo "bench.sh: results appended to $RESULTS (tables in $RESULTS.txt)" >&2

@@ -223,6 +223,14 @@ pub struct Metrics {
     pbx_deliveries: Family<Vec<(&'static str, String)>, Counter>,
     pbx_outbox_pending: Family<Vec<(&'static str, String)>, Gauge>,
     pbx_outbox_parked: Family<Vec<(&'static str, String)>, Gauge>,
+    pbx_delivery_seconds: Family<Vec<(&'static str, String)>, Histogram, fn() -> Histogram>,
+    binding_seconds: Histogram,
+}
+
+/// Buckets of the PBX delivery delay: 1 ms to about 33 s, by a factor of 1.5 (quantiles
+/// interpolated within a bucket are good to a few per cent).
+fn pbx_delivery_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1e-3, 1.5, 27))
 }
 
 impl std::fmt::Debug for Metrics {
@@ -262,7 +270,21 @@ impl Metrics {
             pbx_deliveries: Family::default(),
             pbx_outbox_pending: Family::default(),
             pbx_outbox_parked: Family::default(),
+            pbx_delivery_seconds: Family::new_with_constructor(pbx_delivery_histogram),
+            // 0.5 ms to about 1.9 s, by a factor of 1.5.
+            binding_seconds: Histogram::new(exponential_buckets(5e-4, 1.5, 21)),
         };
+        registry.register(
+            "pbx_delivery_seconds",
+            "From the commit of a change (a binding...) to its delivery to the PBX, by connector",
+            m.pbx_delivery_seconds.clone(),
+        );
+        registry.register(
+            "binding_seconds",
+            "How long the IVR's binding of a phone took (the store transaction, outbox rows \
+             included), refusals too",
+            m.binding_seconds.clone(),
+        );
         registry.register(
             "pbx_deliveries",
             "PBX outbox rows tried, by connector and result (delivered; retry: the PBX was \
@@ -496,6 +518,18 @@ impl Metrics {
             ]));
         }
         self.set_pbx_outbox(connector, 0, 0);
+    }
+
+    /// A change reached the PBX `delay` after its commit.
+    pub fn pbx_delivered_after(&self, connector: &str, delay: std::time::Duration) {
+        self.pbx_delivery_seconds
+            .get_or_create(&vec![("connector", connector.to_string())])
+            .observe(delay.as_secs_f64());
+    }
+
+    /// The IVR bound (or refused to bind) a phone in `took`.
+    pub fn binding(&self, took: std::time::Duration) {
+        self.binding_seconds.observe(took.as_secs_f64());
     }
 
     /// A connector's outbox depth.

@@ -170,6 +170,12 @@ pub async fn run(pbx: Arc<Pbx>, store: Store) {
                                 POLL
                             } else {
                                 metrics.pbx_delivery(&name, "delivered");
+                                metrics.pbx_delivered_after(
+                                    &name,
+                                    Duration::from_millis(
+                                        u64::try_from(now_ms() - row.created_at).unwrap_or(0),
+                                    ),
+                                );
                                 if failing {
                                     info!(row = row.id, "the PBX takes deliveries again");
                                     failing = false;

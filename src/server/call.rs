@@ -677,9 +677,17 @@ impl Call {
         let span = tracing::info_span!("provisioning", user = %user_id);
         tokio::spawn(
             async move {
-                let result = match store.bind_device(&identity, &user_id, auth).await {
+                let started = std::time::Instant::now();
+                let bind = store.bind_device(&identity, &user_id, auth).await;
+                let took = started.elapsed();
+                metrics::global().binding(took);
+                let result = match bind {
                     Ok(device) => {
-                        tracing::info!(device = device.id, "phone bound to user");
+                        tracing::info!(
+                            device = device.id,
+                            took_ms = took.as_secs_f64() * 1e3,
+                            "phone bound to user"
+                        );
                         bound.store(device.id, Ordering::Release);
                         metrics::global().provisioning(ProvisioningResult::Bound);
                         Ok(())
