@@ -7,7 +7,7 @@ use super::call::{self, CallHandle};
 use super::tcp::{self, TcpEvent};
 use super::Services;
 use crate::sip::endpoint::{CallEvent, CallId, Endpoint, EndpointConfig, Limits, Peer, Transport};
-use crate::sip::message::Uri;
+use crate::sip::message::{NameAddr, Uri};
 use crate::sip::registrar::{
     AuthId, Credential, RegistrarEvent, RegistrarLimits, Registration, RequestId,
 };
@@ -61,6 +61,8 @@ pub enum SipCommand {
     Notify {
         to: Uri,
         peer: Peer,
+        /// The binding's Path (RFC 3327): Route headers, first hop as destination.
+        route: Vec<NameAddr>,
         event: String,
         /// (Content-Type, body).
         body: Option<(String, String)>,
@@ -97,6 +99,7 @@ pub async fn run(
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            trusted_proxies: cfg.sip.trusted_proxies.clone(),
         },
         limits,
     );
@@ -105,10 +108,10 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("config section [registrar]: {e}"))?;
 
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(1024);
-    let accept = tokio::spawn(tcp::accept_loop(tcp_listener, tcp_tx));
+    let accept = tokio::spawn(tcp::accept_loop(tcp_listener, tcp_tx.clone()));
     let mut notifies: HashMap<RequestId, oneshot::Sender<Option<u16>>> = HashMap::new();
 
-    let mut tcp_writers: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut tcp = TcpConns::default();
     let mut calls: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut settings = services.settings.clone();
@@ -127,15 +130,18 @@ pub async fn run(
                 Err(e) => tracing::debug!(error = %e, "UDP receive error"),
             },
             Some(ev) = tcp_rx.recv() => match ev {
-                TcpEvent::Opened { conn, writer, .. } => { tcp_writers.insert(conn, writer); }
+                TcpEvent::Opened { conn, peer, writer, outbound } => {
+                    tcp.opened(conn, peer, writer, outbound);
+                }
                 TcpEvent::Message { conn, peer, data } => {
                     let peer = Peer { transport: Transport::Tcp, addr: peer, conn: Some(conn) };
                     endpoint.handle_input(now(), &data, peer);
                 }
                 TcpEvent::Closed { conn } => {
-                    tcp_writers.remove(&conn);
+                    tcp.closed(conn);
                     endpoint.connection_closed(conn);
                 }
+                TcpEvent::ConnectFailed { conn, addr } => tcp.connect_failed(conn, addr),
             },
             Some(cmd) = cmd_rx.recv() => {
                 let t = now();
@@ -153,12 +159,13 @@ pub async fn run(
                     SipCommand::Contacts { account_id, reply } => {
                         let _ = reply.send(endpoint.registrations(account_id));
                     }
-                    SipCommand::Notify { to, peer, event, body, reply } => {
+                    SipCommand::Notify { to, peer, route, event, body, reply } => {
                         let body = body.map(|(ct, b)| (ct, Bytes::from(b)));
-                        let id = endpoint.send_notify(
+                        let id = endpoint.send_notify_routed(
                             t,
                             &to,
                             peer,
+                            &route,
                             &event,
                             body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
                         );
@@ -174,19 +181,19 @@ pub async fn run(
             }
         }
 
+        while let Some((conn, addr)) = endpoint.poll_alias() {
+            tcp.alias(conn, addr);
+        }
+
         while let Some(tx) = endpoint.poll_transmit() {
-            match (tx.peer.transport, tx.peer.conn) {
-                (Transport::Tcp, Some(conn)) => match tcp_writers.get(&conn) {
-                    Some(w) => {
-                        if w.try_send(tx.data).is_err() {
-                            tracing::warn!(conn, peer = %tx.peer.addr, "TCP connection stuck or gone; dropping it");
-                            tcp_writers.remove(&conn);
-                            endpoint.connection_closed(conn);
-                        }
+            match tx.peer.transport {
+                Transport::Tcp => {
+                    if let Some(stuck) = tcp.send(tx.peer, tx.data, &tcp_tx) {
+                        tracing::warn!(conn = stuck, peer = %tx.peer.addr, "TCP connection stuck or gone; dropping it");
+                        endpoint.connection_closed(stuck);
                     }
-                    None => tracing::debug!(conn, "no TCP connection for outgoing message"),
-                },
-                _ => {
+                }
+                Transport::Udp => {
                     if let Err(e) = udp.send_to(&tx.data, tx.peer.addr).await {
                         tracing::debug!(peer = %tx.peer.addr, error = %e, "UDP send failed");
                     }
@@ -297,5 +304,99 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The SIP task's TCP connections: writers by id, which connection reaches which address
+/// (connections we opened, accepted ones by their peer address, and RFC 5923 aliases), and
+/// messages waiting for a connection being opened.
+#[derive(Default)]
+struct TcpConns {
+    writers: HashMap<u64, mpsc::Sender<Bytes>>,
+    by_addr: HashMap<SocketAddr, u64>,
+    /// Connection → the addresses it is indexed under (to clean `by_addr` when it closes).
+    addrs: HashMap<u64, Vec<SocketAddr>>,
+    /// Address → (connection being opened, messages for it).
+    connecting: HashMap<SocketAddr, (u64, Vec<Bytes>)>,
+}
+
+/// Messages queued for one connection being opened; more are dropped (with a log line).
+const CONNECTING_QUEUE: usize = 64;
+
+impl TcpConns {
+    fn index(&mut self, conn: u64, addr: SocketAddr) {
+        self.by_addr.insert(addr, conn);
+        let list = self.addrs.entry(conn).or_default();
+        if !list.contains(&addr) {
+            list.push(addr);
+        }
+    }
+
+    fn opened(&mut self, conn: u64, peer: SocketAddr, writer: mpsc::Sender<Bytes>, outbound: bool) {
+        if outbound {
+            if let Some((_, queued)) = self.connecting.remove(&peer) {
+                for data in queued {
+                    if writer.try_send(data).is_err() {
+                        tracing::warn!(conn, %peer, "new TCP connection's queue is full; message dropped");
+                    }
+                }
+            }
+        }
+        // A live connection, accepted or opened, serves any message for its peer's address.
+        self.index(conn, peer);
+        self.writers.insert(conn, writer);
+    }
+
+    fn alias(&mut self, conn: u64, addr: SocketAddr) {
+        if self.writers.contains_key(&conn) && self.by_addr.get(&addr) != Some(&conn) {
+            tracing::debug!(conn, %addr, "TCP connection reusable for its Via address (alias)");
+            self.index(conn, addr);
+        }
+    }
+
+    fn closed(&mut self, conn: u64) {
+        self.writers.remove(&conn);
+        for addr in self.addrs.remove(&conn).unwrap_or_default() {
+            if self.by_addr.get(&addr) == Some(&conn) {
+                self.by_addr.remove(&addr);
+            }
+        }
+    }
+
+    fn connect_failed(&mut self, conn: u64, addr: SocketAddr) {
+        if let Some((c, queued)) = self.connecting.remove(&addr) {
+            if c == conn && !queued.is_empty() {
+                tracing::warn!(%addr, dropped = queued.len(), "no TCP connection to send to");
+            }
+        }
+    }
+
+    /// Sends on the peer's connection, or on a live connection to its address, or opens one
+    /// (the message waits for it). Returns a connection found stuck (full queue or gone),
+    /// which the caller reports to the endpoint as closed.
+    fn send(&mut self, peer: Peer, data: Bytes, events: &mpsc::Sender<TcpEvent>) -> Option<u64> {
+        let conn = peer.conn.or_else(|| self.by_addr.get(&peer.addr).copied());
+        if let Some(conn) = conn {
+            match self.writers.get(&conn) {
+                Some(w) if w.try_send(data.clone()).is_ok() => return None,
+                Some(_) => {
+                    self.closed(conn);
+                    return Some(conn);
+                }
+                // The connection the endpoint named is gone: reach the address afresh.
+                None => self.closed(conn),
+            }
+        }
+        match self.connecting.get_mut(&peer.addr) {
+            Some((_, queued)) if queued.len() < CONNECTING_QUEUE => queued.push(data),
+            Some(_) => tracing::warn!(peer = %peer.addr, "too many messages wait for a TCP connection; dropped"),
+            None => {
+                let conn = tcp::next_conn_id();
+                tracing::debug!(conn, peer = %peer.addr, "opening a TCP connection");
+                self.connecting.insert(peer.addr, (conn, vec![data]));
+                tokio::spawn(tcp::connect(peer.addr, conn, events.clone()));
+            }
+        }
+        None
     }
 }
