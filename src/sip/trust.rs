@@ -126,6 +126,21 @@ mod tests {
         assert_eq!(one.to_string(), "192.0.2.10/32");
     }
 
+    #[test]
+    fn config_key_takes_addresses_and_blocks_and_names_itself_when_bad() {
+        use crate::config::Config;
+        let c = Config::from_toml("[sip]\ntrusted_proxies = [\"10.0.0.5\", \"192.0.2.0/24\"]\n")
+            .unwrap();
+        assert_eq!(c.sip.trusted_proxies.len(), 2);
+        assert!(is_trusted(&c.sip.trusted_proxies, "192.0.2.77".parse().unwrap()));
+        assert!(!is_trusted(&c.sip.trusted_proxies, "10.0.0.6".parse().unwrap()));
+        assert!(Config::default().sip.trusted_proxies.is_empty(), "none by default");
+        let e = Config::from_toml("[sip]\ntrusted_proxies = [\"proxy.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted_proxies") && e.contains("proxy.example"), "{e}");
+    }
+
     fn invite(extra: &str) -> Request {
         let s = format!(
             "INVITE sip:8000@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa\r\n\
