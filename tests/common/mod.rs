@@ -17,6 +17,7 @@ pub mod audio;
 pub mod baresip;
 pub mod g711;
 pub mod http;
+pub mod kamailio;
 pub mod pcap;
 pub mod ports;
 pub mod server;
