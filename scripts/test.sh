@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole selfprov test suite: unit tests, integration tests and the end-to-end tests
-# with real SIP software (SIPp, baresip). On a fresh Debian/Ubuntu machine it first installs the
+# with real SIP software (SIPp, baresip, Kamailio). On a fresh Debian/Ubuntu machine it first installs the
 # test peers with apt-get; a peer that is still missing afterwards fails the run (e2e tests never
 # skip). Must run as root: apt-get, and SIPp's pcap play needs a raw socket.
 #
@@ -18,9 +18,11 @@ declare -A PEERS=(
   [espeak-ng]=espeak-ng
   [sox]=sox
   [tshark]=tshark
+  [kamailio]=kamailio
 )
-# libsox-fmt-all has no binary of its own: checked with dpkg.
-EXTRA_PACKAGES=(libsox-fmt-all)
+# Packages without a binary of their own: checked with dpkg. libsox-fmt-all for sox; the
+# Kamailio database modules for the proxy configs under deploy/kamailio/.
+EXTRA_PACKAGES=(libsox-fmt-all kamailio-sqlite-modules kamailio-postgres-modules)
 
 missing=()
 for tool in "${!PEERS[@]}"; do
@@ -54,7 +56,7 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
-echo "test.sh: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), $(baresip -h 2>&1 | head -1 | cut -d' ' -f1-2), $(tshark -v 2>/dev/null | head -1)"
+echo "test.sh: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), $(baresip -h 2>&1 | head -1 | cut -d' ' -f1-2), $(tshark -v 2>/dev/null | head -1), $(kamailio -v 2>/dev/null | head -1)"
 
 # PostgreSQL: a throwaway cluster for the store and API suites (installed with apt-get when
 # missing). The PostgreSQL tests are #[ignore]d for a plain `cargo test`; here they run
