@@ -104,9 +104,7 @@ impl Phone {
         self.branch += 1;
         format!(
             "SIP/2.0/TCP 127.0.0.1:{};branch=z9hG4bKtcp{}x{};rport",
-            self.port,
-            self.port,
-            self.branch
+            self.port, self.port, self.branch
         )
     }
 
@@ -269,9 +267,15 @@ fn a_phone_that_closed_its_connections_gets_the_bye_and_the_notify_over_new_ones
     let mut conns = Vec::new();
     let (bye, i) = phone.next_request(&mut conns, Duration::from_secs(30));
     assert_eq!(bye.method, Method::Bye, "{bye:?}");
-    assert!(conns[i].from_server, "the BYE came on a connection the server opened");
     assert!(
-        bye.headers.get("Via").unwrap_or_default().starts_with("SIP/2.0/TCP "),
+        conns[i].from_server,
+        "the BYE came on a connection the server opened"
+    );
+    assert!(
+        bye.headers
+            .get("Via")
+            .unwrap_or_default()
+            .starts_with("SIP/2.0/TCP "),
         "{bye:?}"
     );
     let reply = ok_for(&bye);

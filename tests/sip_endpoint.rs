@@ -1602,7 +1602,11 @@ fn record_route_is_copied_into_the_2xx_and_the_bye_follows_the_route_set() {
     let mut ack = Req::new("ACK", "z9hG4bKa", "rr1");
     ack.to_tag = Some(&tag);
     ep.handle_input(t0, &ack.bytes(), proxy_udp());
-    assert_eq!(events(&mut ep).len(), 1, "the ACK through the proxy confirms");
+    assert_eq!(
+        events(&mut ep).len(),
+        1,
+        "the ACK through the proxy confirms"
+    );
     ep.hangup(t0, id);
     let out = drain(&mut ep);
     assert_eq!(out.len(), 1);
@@ -1611,7 +1615,10 @@ fn record_route_is_copied_into_the_2xx_and_the_bye_follows_the_route_set() {
     assert_eq!(bye.method, Method::Bye);
     assert_eq!(bye.uri.to_string(), "sip:phone@192.168.1.20:5062");
     let routes: Vec<&str> = bye.headers.get_all("Route").collect();
-    assert_eq!(routes, ["<sip:10.0.0.2:5070;lr;ftag=ft1>", "<sip:10.0.0.9;lr>"]);
+    assert_eq!(
+        routes,
+        ["<sip:10.0.0.2:5070;lr;ftag=ft1>", "<sip:10.0.0.9;lr>"]
+    );
 }
 
 #[test]
@@ -1736,10 +1743,7 @@ fn require_100rel_gets_a_reliable_180_and_the_2xx_waits_for_the_prack() {
         .iter()
         .map(|(t, x)| {
             assert_eq!(resp(x).status, 180);
-            assert_eq!(
-                resp(x).headers.get("RSeq"),
-                Some(rseq.to_string().as_str())
-            );
+            assert_eq!(resp(x).headers.get("RSeq"), Some(rseq.to_string().as_str()));
             t.duration_since(t0).as_millis()
         })
         .collect();
@@ -1758,10 +1762,16 @@ fn require_100rel_gets_a_reliable_180_and_the_2xx_waits_for_the_prack() {
     let ok = resp(&out[1]);
     assert_eq!(ok.cseq().unwrap().method, Method::Invite);
     assert_eq!(to_tag(&ok).as_deref(), Some(tag.as_str()));
-    assert_eq!(ok.headers.get("Record-Route"), Some("<sip:10.0.0.2:5070;lr>"));
+    assert_eq!(
+        ok.headers.get("Record-Route"),
+        Some("<sip:10.0.0.2:5070;lr>")
+    );
     // No more 180s; the 2xx retransmits until the ACK.
     let later = run_until(&mut ep, t1 + Duration::from_millis(600));
-    assert!(later.iter().all(|(_, x)| resp(x).status == 200), "{later:?}");
+    assert!(
+        later.iter().all(|(_, x)| resp(x).status == 200),
+        "{later:?}"
+    );
     let mut ack = Req::new("ACK", "z9hG4bKa", "rel1");
     ack.to_tag = Some(&tag);
     ep.handle_input(t1, &ack.bytes(), udp());
@@ -1782,7 +1792,11 @@ fn prack_before_the_answer_lets_the_2xx_go_at_once() {
     let (id, r180) = reliable_call(&mut ep, t0, "rel2");
     let rseq = r180.headers.get("RSeq").unwrap().to_owned();
     let tag = to_tag(&r180).unwrap();
-    ep.handle_input(t0, &prack("rel2", &tag, &format!("{rseq} 1 INVITE"), "z9hG4bKp1"), udp());
+    ep.handle_input(
+        t0,
+        &prack("rel2", &tag, &format!("{rseq} 1 INVITE"), "z9hG4bKp1"),
+        udp(),
+    );
     assert_eq!(statuses(&drain(&mut ep)), vec![200]);
     ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
     assert_eq!(statuses(&drain(&mut ep)), vec![200]);

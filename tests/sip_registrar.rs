@@ -1609,9 +1609,16 @@ fn path_is_kept_echoed_for_supporting_phones_and_routes_the_notify() {
     ep.send_notify_routed(now, &r.contact, r.peer, &r.path, "check-sync", None);
     let out = drain(&mut ep);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].peer, proxy_peer(), "the NOTIFY goes to the first Path hop");
+    assert_eq!(
+        out[0].peer,
+        proxy_peer(),
+        "the NOTIFY goes to the first Path hop"
+    );
     let n = req(&out[0]);
-    assert_eq!(n.uri, r.contact, "the Request-URI stays the contact (loose routing)");
+    assert_eq!(
+        n.uri, r.contact,
+        "the Request-URI stays the contact (loose routing)"
+    );
     let routes: Vec<&str> = n.headers.get_all("Route").collect();
     assert_eq!(routes, [PATH]);
     n.validate().unwrap();
@@ -1695,9 +1702,12 @@ fn an_asserted_identity_from_an_untrusted_source_is_ignored_and_removed() {
     ep.handle_input(now, &msg, proxy_peer());
     assert_eq!(one_response(&mut ep).status, 100);
     match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming {
-            account, invite, ..
-        })] => {
+        [(
+            _,
+            CallEvent::Incoming {
+                account, invite, ..
+            },
+        )] => {
             assert_eq!(*account, None);
             assert_eq!(invite.headers.get("P-Asserted-Identity"), None);
         }

@@ -389,7 +389,9 @@ impl TcpConns {
         }
         match self.connecting.get_mut(&peer.addr) {
             Some((_, queued)) if queued.len() < CONNECTING_QUEUE => queued.push(data),
-            Some(_) => tracing::warn!(peer = %peer.addr, "too many messages wait for a TCP connection; dropped"),
+            Some(_) => {
+                tracing::warn!(peer = %peer.addr, "too many messages wait for a TCP connection; dropped")
+            }
             None => {
                 let conn = tcp::next_conn_id();
                 tracing::debug!(conn, peer = %peer.addr, "opening a TCP connection");

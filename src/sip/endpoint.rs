@@ -50,11 +50,11 @@ use super::dialog::{new_tag, Dialog};
 use super::message::{self, Message, Method, Request, Response, Uri};
 use super::registrar::{AuthRequest, Registrar, RegistrarEvent};
 use super::route;
-use super::trust::{self, IpNet};
 use super::transaction::{
     new_branch, Absorb, ClientOutcome, ClientState, ClientTx, Retransmitter, ServerKind,
     ServerState, ServerTx, TimerKind, TimerOutcome, Timers, TxKey,
 };
+use super::trust::{self, IpNet};
 
 /// Methods we implement (Allow header of 405/501/OPTIONS/2xx).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, PRACK";
@@ -429,11 +429,7 @@ impl Endpoint {
             warn!(?call, state = ?c.state, "accept: call is not waiting for an answer");
             return;
         }
-        if let Some(r) = self
-            .calls
-            .get_mut(&call)
-            .and_then(|c| c.reliable.as_mut())
-        {
+        if let Some(r) = self.calls.get_mut(&call).and_then(|c| c.reliable.as_mut()) {
             debug!(?call, "2xx held until the PRACK of our reliable 180");
             r.deferred_answer = Some(sdp);
             return;
@@ -455,8 +451,7 @@ impl Endpoint {
             c.ext.clone(),
         );
         let late_offer = offer_of(&invite).is_none();
-        let Some(bytes) = self.respond_2xx(now, tx, &invite, &source, &tag, &ext, sdp, true)
-        else {
+        let Some(bytes) = self.respond_2xx(now, tx, &invite, &source, &tag, &ext, sdp, true) else {
             return;
         };
         let cseq = invite.cseq().map(|c| c.seq).unwrap_or_default();

@@ -20,5 +20,5 @@ pub mod framing;
 pub mod message;
 pub mod registrar;
 pub mod route;
-pub mod trust;
 pub mod transaction;
+pub mod trust;

@@ -67,7 +67,10 @@ pub fn uri_address(uri: &Uri) -> Option<(Option<Transport>, SocketAddr)> {
         Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Some(Transport::Tcp),
         Some(_) => return None,
     };
-    Some((transport, SocketAddr::new(ip, u.port.unwrap_or(DEFAULT_SIP_PORT))))
+    Some((
+        transport,
+        SocketAddr::new(ip, u.port.unwrap_or(DEFAULT_SIP_PORT)),
+    ))
 }
 
 /// Where to send a request of a dialog or to a registered contact.

@@ -64,7 +64,9 @@ impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -120,7 +122,14 @@ mod tests {
         let v6: IpNet = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
         assert!(!v6.contains("2001:db9::5".parse().unwrap()));
-        for bad in ["", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1", "proxy.example", "1.2.3/8"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "proxy.example",
+            "1.2.3/8",
+        ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad:?}");
         }
         assert_eq!(one.to_string(), "192.0.2.10/32");
@@ -132,13 +141,25 @@ mod tests {
         let c = Config::from_toml("[sip]\ntrusted_proxies = [\"10.0.0.5\", \"192.0.2.0/24\"]\n")
             .unwrap();
         assert_eq!(c.sip.trusted_proxies.len(), 2);
-        assert!(is_trusted(&c.sip.trusted_proxies, "192.0.2.77".parse().unwrap()));
-        assert!(!is_trusted(&c.sip.trusted_proxies, "10.0.0.6".parse().unwrap()));
-        assert!(Config::default().sip.trusted_proxies.is_empty(), "none by default");
+        assert!(is_trusted(
+            &c.sip.trusted_proxies,
+            "192.0.2.77".parse().unwrap()
+        ));
+        assert!(!is_trusted(
+            &c.sip.trusted_proxies,
+            "10.0.0.6".parse().unwrap()
+        ));
+        assert!(
+            Config::default().sip.trusted_proxies.is_empty(),
+            "none by default"
+        );
         let e = Config::from_toml("[sip]\ntrusted_proxies = [\"proxy.example\"]\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("trusted_proxies") && e.contains("proxy.example"), "{e}");
+        assert!(
+            e.contains("trusted_proxies") && e.contains("proxy.example"),
+            "{e}"
+        );
     }
 
     fn invite(extra: &str) -> Request {

@@ -64,7 +64,10 @@ impl Kamailio {
         let up = wait_for(READY_TIMEOUT, || {
             if let Some(c) = k.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("kamailio exited at start ({status}):\n{}", tail(&k.log(), 40));
+                    panic!(
+                        "kamailio exited at start ({status}):\n{}",
+                        tail(&k.log(), 40)
+                    );
                 }
             }
             TcpStream::connect_timeout(&addr, Duration::from_millis(200))

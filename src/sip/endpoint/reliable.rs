@@ -94,7 +94,10 @@ impl Endpoint {
                 self.arm(Some(next), Target::Prov(id), TimerKind::Retransmit);
             }
             TimerKind::Expire => {
-                warn!(?id, "no PRACK for our reliable 180 within 64*T1, answering 500");
+                warn!(
+                    ?id,
+                    "no PRACK for our reliable 180 within 64*T1, answering 500"
+                );
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.reliable = None;
                 }
@@ -106,7 +109,14 @@ impl Endpoint {
 
     /// PRACK in call `id` (RFC 3262 §3): 200 when its RAck names our outstanding reliable
     /// response (then a held 2xx goes out), 481 otherwise, 400 for a malformed RAck.
-    pub(super) fn on_prack(&mut self, now: Instant, id: CallId, req: Request, key: TxKey, src: Peer) {
+    pub(super) fn on_prack(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        req: Request,
+        key: TxKey,
+        src: Peer,
+    ) {
         let Some(rack) = req.headers.get("RAck").map(str::to_owned) else {
             self.respond_new_tx(now, &req, key, src, 400, None, |r| {
                 r.reason = "Bad Request (missing RAck)".into()
