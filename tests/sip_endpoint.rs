@@ -1867,3 +1867,36 @@ fn a_tcp_via_alias_offers_the_connection() {
     ep.handle_input(Instant::now(), &inv.bytes(), tcp(9));
     assert_eq!(ep.poll_alias(), None);
 }
+
+#[test]
+fn a_bye_whose_connection_cannot_be_opened_ends_the_call_at_once() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let mut inv = Req::invite("z9hG4bK1", "cf1");
+    inv.via = "SIP/2.0/TCP 192.168.1.20:5062;branch=z9hG4bK1".into();
+    ep.handle_input(t0, &inv.bytes(), tcp(4));
+    drain(&mut ep);
+    let id = match &events(&mut ep)[..] {
+        [(id, CallEvent::Incoming { .. })] => *id,
+        other => panic!("{other:?}"),
+    };
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    let tag = to_tag(&resp(&drain(&mut ep)[0])).unwrap();
+    let mut ack = Req::new("ACK", "z9hG4bKa", "cf1");
+    ack.to_tag = Some(&tag);
+    ep.handle_input(t0, &ack.bytes(), tcp(4));
+    events(&mut ep);
+    ep.connection_closed(4);
+    ep.hangup(t0, id);
+    assert_eq!(drain(&mut ep).len(), 1);
+    ep.connect_failed("192.168.1.20:5062".parse().unwrap());
+    assert_eq!(
+        events(&mut ep),
+        vec![(
+            id,
+            CallEvent::Ended {
+                reason: EndReason::TransportError
+            }
+        )]
+    );
+}

@@ -1750,3 +1750,27 @@ fn notify_to_a_tcp_binding_whose_connection_closed_goes_to_its_contact() {
         .unwrap()
         .starts_with("SIP/2.0/TCP "));
 }
+
+#[test]
+fn a_notify_to_an_unreachable_tcp_contact_fails_when_the_connection_cannot_be_opened() {
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let to = Uri::parse("sip:101@198.51.100.8:5061;transport=tcp").unwrap();
+    let closed = Peer {
+        transport: Transport::Tcp,
+        addr: "198.51.100.8:40111".parse().unwrap(),
+        conn: None,
+    };
+    let id = ep.send_notify_routed(now, &to, closed, &[], "check-sync", None);
+    let out = drain(&mut ep);
+    assert_eq!(out[0].peer.addr, "198.51.100.8:5061".parse().unwrap());
+    // Another address failing changes nothing; this one ends the transaction at once.
+    ep.connect_failed("198.51.100.9:5061".parse().unwrap());
+    assert!(reg_events(&mut ep).is_empty());
+    ep.connect_failed("198.51.100.8:5061".parse().unwrap());
+    assert_eq!(
+        reg_events(&mut ep),
+        vec![RegistrarEvent::RequestDone { id, status: None }]
+    );
+    assert_eq!(ep.poll_timeout(), None, "no timer left");
+}

@@ -141,7 +141,11 @@ pub async fn run(
                     tcp.closed(conn);
                     endpoint.connection_closed(conn);
                 }
-                TcpEvent::ConnectFailed { conn, addr } => tcp.connect_failed(conn, addr),
+                TcpEvent::ConnectFailed { conn, addr } => {
+                    if tcp.connect_failed(conn, addr) {
+                        endpoint.connect_failed(addr);
+                    }
+                }
             },
             Some(cmd) = cmd_rx.recv() => {
                 let t = now();
@@ -363,11 +367,16 @@ impl TcpConns {
         }
     }
 
-    fn connect_failed(&mut self, conn: u64, addr: SocketAddr) {
-        if let Some((c, queued)) = self.connecting.remove(&addr) {
-            if c == conn && !queued.is_empty() {
+    /// Drops what waited for connection `conn` to `addr`. True when it was the attempt in
+    /// progress for that address (the endpoint then fails what it sent there).
+    fn connect_failed(&mut self, conn: u64, addr: SocketAddr) -> bool {
+        match self.connecting.get(&addr) {
+            Some((c, queued)) if *c == conn => {
                 tracing::warn!(%addr, dropped = queued.len(), "no TCP connection to send to");
+                self.connecting.remove(&addr);
+                true
             }
+            _ => false,
         }
     }
 

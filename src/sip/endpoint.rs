@@ -624,6 +624,31 @@ impl Endpoint {
         self.purge_stale();
     }
 
+    /// No TCP connection could be opened to `addr`: our requests waiting to go there (sent
+    /// with `conn: None`) fail now rather than at timer F, as if their connection had closed.
+    pub fn connect_failed(&mut self, addr: SocketAddr) {
+        let failed: Vec<u64> = self
+            .client_txs
+            .iter()
+            .filter(|(_, t)| {
+                t.peer.transport == Transport::Tcp
+                    && t.peer.conn.is_none()
+                    && t.peer.addr == addr
+                    && matches!(t.state, ClientState::Trying | ClientState::Proceeding)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            if let Some(tx) = self.remove_client(id) {
+                if tx.reports_end {
+                    self.end_call(tx.call, EndReason::TransportError);
+                }
+                self.report_request_done(id, &tx.method, None);
+            }
+        }
+        self.purge_stale();
+    }
+
     // -----------------------------------------------------------------------------------------
     // Input dispatch
     // -----------------------------------------------------------------------------------------
