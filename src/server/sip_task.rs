@@ -380,21 +380,33 @@ impl TcpConns {
         }
     }
 
-    /// Sends on the peer's connection, or on a live connection to its address, or opens one
-    /// (the message waits for it). Returns a connection found stuck (full queue or gone),
-    /// which the caller reports to the endpoint as closed.
+    /// Sends on the peer's connection; for a peer without one (`conn: None`), on a live
+    /// connection to its address, or on one it opens (the message waits for it). Returns a
+    /// connection found stuck or gone, which the caller reports to the endpoint as closed.
     fn send(&mut self, peer: Peer, data: Bytes, events: &mpsc::Sender<TcpEvent>) -> Option<u64> {
-        let conn = peer.conn.or_else(|| self.by_addr.get(&peer.addr).copied());
-        if let Some(conn) = conn {
-            match self.writers.get(&conn) {
-                Some(w) if w.try_send(data.clone()).is_ok() => return None,
+        if let Some(conn) = peer.conn {
+            return match self.writers.get(&conn) {
+                Some(w) if w.try_send(data).is_ok() => None,
                 Some(_) => {
                     self.closed(conn);
-                    return Some(conn);
+                    Some(conn)
                 }
-                // The connection the endpoint named is gone: reach the address afresh.
-                None => self.closed(conn),
+                None => {
+                    // Closed meanwhile: the endpoint hears of it from the Closed event (a
+                    // request pending on it then fails; later ones go to an address).
+                    tracing::debug!(conn, "TCP connection gone; message dropped");
+                    None
+                }
+            };
+        }
+        let mut stuck = None;
+        if let Some(conn) = self.by_addr.get(&peer.addr).copied() {
+            match self.writers.get(&conn) {
+                Some(w) if w.try_send(data.clone()).is_ok() => return None,
+                Some(_) => stuck = Some(conn),
+                None => {}
             }
+            self.closed(conn);
         }
         match self.connecting.get_mut(&peer.addr) {
             Some((_, queued)) if queued.len() < CONNECTING_QUEUE => queued.push(data),
@@ -408,6 +420,6 @@ impl TcpConns {
                 tokio::spawn(tcp::connect(peer.addr, conn, events.clone()));
             }
         }
-        None
+        stuck
     }
 }

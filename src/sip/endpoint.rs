@@ -420,6 +420,8 @@ impl Endpoint {
     }
 
     /// Answers an Incoming call: 200 OK with `sdp`, Contact, Allow; retransmitted until the ACK.
+    /// While our reliable 180 awaits its PRACK (RFC 3262) the 2xx is held and goes out with the
+    /// PRACK's 200.
     pub fn accept(&mut self, now: Instant, call: CallId, sdp: Bytes) {
         let Some(c) = self.calls.get(&call) else {
             warn!(?call, "accept: no such call");
