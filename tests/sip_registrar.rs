@@ -1774,3 +1774,52 @@ fn a_notify_to_an_unreachable_tcp_contact_fails_when_the_connection_cannot_be_op
     );
     assert_eq!(ep.poll_timeout(), None, "no timer left");
 }
+
+#[test]
+fn an_asserted_number_whose_binding_expired_names_no_account() {
+    let mut ep = endpoint_trusting(&["10.0.0.2"]);
+    let t0 = Instant::now();
+    let (mut p, _) = register_through_proxy(&mut ep, t0, true);
+    // The binding (3600 s) expires.
+    let later = t0 + Duration::from_secs(3601);
+    run_until(&mut ep, later);
+    assert_eq!(
+        reg_events(&mut ep),
+        vec![RegistrarEvent::Unregistered { account_id: 1 }]
+    );
+    let pai = "P-Asserted-Identity: <sip:8001@10.0.0.2>\r\n";
+    let msg = via_proxy(p.invite("7000", "pai-x@192.168.1.20", None), 9, pai);
+    ep.handle_input(later, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_line_account_asserted_by_a_trusted_proxy_is_the_calls_account() {
+    let mut ep = endpoint_trusting(&["10.0.0.2"]);
+    let now = Instant::now();
+    let mut p = Phone::sipp("101", "line101", "line-pass");
+    p.peer = proxy_peer();
+    p.alg = "MD5";
+    let extra = format!("Path: {PATH}\r\n");
+    let msg = via_proxy(p.register(None, Some("600"), false), 1, &extra);
+    ep.handle_input(now, &msg, proxy_peer());
+    let r = one_response(&mut ep);
+    p.chal = Some(challenge(&r, "WWW-Authenticate", "MD5"));
+    let msg = via_proxy(p.register(None, Some("600"), true), 2, &extra);
+    ep.handle_input(now, &msg, proxy_peer());
+    answer(&mut ep, now, &accounts());
+    assert_eq!(one_response(&mut ep).status, 200);
+    let pai = "P-Asserted-Identity: <sip:101@10.0.0.2>\r\n";
+    let mut caller = Phone::yealink("101", "line101", "line-pass");
+    let msg = via_proxy(caller.invite("7000", "pai-l@192.168.1.20", None), 3, pai);
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, Some(3)),
+        other => panic!("{other:?}"),
+    }
+}

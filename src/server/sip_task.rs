@@ -423,3 +423,96 @@ impl TcpConns {
         stuck
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(addr: &str, conn: Option<u64>) -> Peer {
+        Peer {
+            transport: Transport::Tcp,
+            addr: addr.parse().unwrap(),
+            conn,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_alias_reuses_the_connection_and_a_closed_one_is_replaced_by_a_new_one() {
+        let (events_tx, mut events_rx) = mpsc::channel(16);
+        let mut tcp = TcpConns::default();
+        let (w, mut r) = mpsc::channel(8);
+        // An accepted connection from the phone's ephemeral port, whose Via offered alias.
+        tcp.opened(7, "127.0.0.1:40001".parse().unwrap(), w, false);
+        tcp.alias(7, "127.0.0.1:5062".parse().unwrap());
+        let msg = Bytes::from_static(b"BYE");
+        assert_eq!(
+            tcp.send(peer("127.0.0.1:5062", None), msg.clone(), &events_tx),
+            None
+        );
+        assert_eq!(
+            r.recv().await,
+            Some(msg.clone()),
+            "sent on the aliased connection"
+        );
+
+        // Once it is closed, a message for the address opens a connection (none listens on
+        // this port, so the attempt fails and says so).
+        tcp.closed(7);
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        assert_eq!(
+            tcp.send(peer(&addr.to_string(), None), msg, &events_tx),
+            None
+        );
+        assert!(tcp.connecting.contains_key(&addr));
+        let ev = tokio::time::timeout(Duration::from_secs(10), events_rx.recv())
+            .await
+            .expect("an answer within the connect timeout");
+        match ev {
+            Some(TcpEvent::ConnectFailed { conn, addr: a }) => {
+                assert_eq!(a, addr);
+                assert!(tcp.connect_failed(conn, a), "the attempt in progress");
+                assert!(!tcp.connect_failed(conn, a), "reported once");
+            }
+            _ => panic!("expected ConnectFailed"),
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_wait_for_the_connection_being_opened() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events_tx, mut events_rx) = mpsc::channel(16);
+        let mut tcp = TcpConns::default();
+        let p = peer(&addr.to_string(), None);
+        tcp.send(p, Bytes::from_static(b"ONE "), &events_tx);
+        tcp.send(p, Bytes::from_static(b"TWO"), &events_tx);
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        match events_rx.recv().await {
+            Some(TcpEvent::Opened {
+                conn,
+                peer,
+                writer,
+                outbound,
+            }) => {
+                assert!(outbound);
+                tcp.opened(conn, peer, writer, outbound);
+            }
+            _ => panic!("expected Opened"),
+        }
+        let mut got = vec![0u8; 7];
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut got),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(&got, b"ONE TWO", "queued in order, flushed once connected");
+        assert!(tcp.connecting.is_empty());
+    }
+}
