@@ -25,6 +25,10 @@
 //!   has a random secret), so a synthetic wall clock anchored at the first `Instant` seen is
 //!   exact for nonce ageing and keeps everything deterministic under simulated time.
 //! - **No Date header** in the 200 (a SHOULD of §10.3 step 8): the core has no wall clock.
+//! - **Path** (RFC 3327): a REGISTER's Path is stored with each binding it makes and echoed in
+//!   the 200 only to a phone that said `Supported: path` (§5.3); requests to the contact use it
+//!   as their route set. Such bindings are not indexed by source address (their source is the
+//!   proxy), but by AOR number, so a trusted proxy's P-Asserted-Identity can name them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
