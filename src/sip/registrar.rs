@@ -28,7 +28,8 @@
 //! - **Path** (RFC 3327): a REGISTER's Path is stored with each binding it makes and echoed in
 //!   the 200 only to a phone that said `Supported: path` (§5.3); requests to the contact use it
 //!   as their route set. Such bindings are not indexed by source address (their source is the
-//!   proxy), but by AOR number, so a trusted proxy's P-Asserted-Identity can name them.
+//!   proxy, which carries many phones' calls). Every AOR with a live binding is also indexed by
+//!   its number, which a trusted proxy's P-Asserted-Identity names.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
