@@ -10,7 +10,8 @@
 //! - The same call sent straight to selfprov with the phone's own P-Asserted-Identity, from an
 //!   address selfprov does not trust: the header is ignored, the autoprov device stays unbound
 //!   and a device of its own is made from the INVITE.
-//! - A phone that requires 100rel (RFC 3262) provisions: reliable 180, PRACK, then the 200.
+//! - A phone that requires 100rel (RFC 3262) provisions: reliable 180, PRACK, then the 200;
+//!   directly and through Kamailio (the PRACK follows the 180's Record-Route).
 
 mod common;
 
@@ -205,5 +206,29 @@ fn a_phone_requiring_100rel_provisions() {
     let prack_ok = outcome.responses("SIP/2.0 200", "PRACK");
     assert_eq!(prack_ok.len(), 1, "{}", outcome.describe());
     assert_eq!(outcome.responses("SIP/2.0 200", "INFO").len(), 11);
+    server.assert_bound("jdoe", "1001");
+}
+
+#[test]
+fn a_phone_requiring_100rel_provisions_through_kamailio() {
+    let server = Server::start();
+    server.add_user(&JDOE);
+    let kamailio = Kamailio::start(server.sip, "8000", server.dir.path());
+    let outcome = Sipp::new("uac_100rel_info.xml").run(kamailio.addr, server.dir.path());
+    outcome.assert_success("provisioning call requiring 100rel, through Kamailio");
+    let r180 = outcome.received("SIP/2.0 180");
+    assert!(
+        r180.first()
+            .and_then(|m| common::sipp::header(m, "Record-Route"))
+            .is_some_and(|rr| rr.contains(&kamailio.addr.to_string())),
+        "the reliable 180 carries Kamailio's Record-Route: {r180:?}"
+    );
+    let klog = kamailio.log();
+    assert_eq!(
+        count(&klog, "in-dialog PRACK from"),
+        1,
+        "the PRACK went through Kamailio:\n{}",
+        tail(&klog, 60)
+    );
     server.assert_bound("jdoe", "1001");
 }
