@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole selfprov test suite: unit tests, integration tests and the end-to-end tests
-# with real SIP software (SIPp, baresip). On a fresh Debian/Ubuntu machine it first installs the
+# with real SIP software (SIPp, baresip, Kamailio). On a fresh Debian/Ubuntu machine it first installs the
 # test peers with apt-get; a peer that is still missing afterwards fails the run (e2e tests never
 # skip). Must run as root: apt-get, and SIPp's pcap play needs a raw socket.
 #
@@ -22,7 +22,8 @@ declare -A PEERS=(
   [tshark]=tshark
   [kamailio]=kamailio
 )
-# libsox-fmt-all and Kamailio's database modules have no binary of their own: checked with dpkg.
+# Packages without a binary of their own: checked with dpkg. libsox-fmt-all for sox; the
+# Kamailio database modules for the configurations under deploy/kamailio/.
 EXTRA_PACKAGES=(libsox-fmt-all kamailio-sqlite-modules kamailio-postgres-modules)
 
 missing=()
@@ -57,7 +58,7 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
-echo "test.sh: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), $(baresip -h 2>&1 | head -1 | cut -d' ' -f1-2), $(tshark -v 2>/dev/null | head -1)"
+echo "test.sh: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), $(baresip -h 2>&1 | head -1 | cut -d' ' -f1-2), $(tshark -v 2>/dev/null | head -1), $(kamailio -v 2>/dev/null | head -1)"
 
 # PostgreSQL: a throwaway cluster for the store and API suites (installed with apt-get when
 # missing). The PostgreSQL tests are #[ignore]d for a plain `cargo test`; here they run

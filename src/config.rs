@@ -141,6 +141,9 @@ pub struct SipConfig {
     pub user_agent: String,
     /// Concurrent calls above which new INVITEs get 503 with Retry-After.
     pub max_calls: usize,
+    /// Proxies (IP addresses or CIDR blocks) whose INVITEs are not challenged and whose
+    /// P-Asserted-Identity names the calling account (RFC 3325). Empty: none.
+    pub trusted_proxies: Vec<crate::sip::trust::IpNet>,
 }
 
 impl Default for SipConfig {
@@ -150,6 +153,7 @@ impl Default for SipConfig {
             public_address: None,
             user_agent: format!("selfprov/{}", env!("CARGO_PKG_VERSION")),
             max_calls: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }

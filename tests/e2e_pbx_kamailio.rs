@@ -85,7 +85,7 @@ fn a_phone_provisioned_at_the_ivr_registers_its_line_at_kamailio() {
     let work = tempfile::tempdir().unwrap();
     let kam_db = work.path().join("kamailio.db");
     rt().block_on(create_sqlite_db(&kam_db));
-    let kam = Kamailio::start(
+    let kam = Kamailio::registrar(
         work.path(),
         &format!("sqlite://{}", kam_db.display()),
         &["WITH_USRLOC_DB"],
@@ -368,7 +368,7 @@ fn two_phones_provisioned_at_the_ivr_call_each_other_through_kamailio() {
     let work = tempfile::tempdir().unwrap();
     let kam_db = work.path().join("kamailio.db");
     rt().block_on(create_sqlite_db(&kam_db));
-    let kam = Kamailio::start(work.path(), &format!("sqlite://{}", kam_db.display()), &[]);
+    let kam = Kamailio::registrar(work.path(), &format!("sqlite://{}", kam_db.display()), &[]);
     let mut server = Server::start_with_autoreg(
         r#"["MD5"]"#,
         vec![pbx_table(&kam_db, &kam.addr.to_string(), false)],

@@ -982,12 +982,13 @@ fn unsupported_require_is_420_with_unsupported() {
     let mut ep = Endpoint::new(cfg());
     let now = Instant::now();
     let mut inv = Req::invite("z9hG4bK1", "c420");
-    inv.extra = "Require: 100rel, timer\r\n";
+    inv.extra = "Require: 100rel, timer, foo\r\n";
     ep.handle_input(now, &inv.bytes(), udp());
     let r = resp(&drain(&mut ep)[0]);
     assert_eq!(r.status, 420);
     let u = r.headers.get("Unsupported").unwrap();
-    assert!(u.contains("100rel") && u.contains("timer"), "{u}");
+    assert!(u.contains("foo") && u.contains("timer"), "{u}");
+    assert!(!u.contains("100rel"), "100rel is supported: {u}");
     assert_eq!(ep.call_count(), 0);
 }
 
@@ -1183,7 +1184,13 @@ fn tcp_connection_closed_makes_later_bye_open_a_new_connection() {
     let out = drain(&mut ep);
     assert_eq!(out[0].peer.conn, None);
     assert_eq!(out[0].peer.transport, Transport::Tcp);
-    assert_eq!(out[0].peer.addr, PHONE.parse().unwrap());
+    // Not the closed connection's port: the Contact's address (the phone listens there).
+    assert_eq!(out[0].peer.addr, "192.168.1.20:5062".parse().unwrap());
+    let bye = req(&out[0]);
+    assert!(
+        bye.headers.get("Via").unwrap().starts_with("SIP/2.0/TCP "),
+        "{bye:?}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1530,4 +1537,366 @@ fn oversized_message_gets_513() {
     let out = drain(&mut ep);
     assert_eq!(statuses(&out), vec![513]);
     assert_eq!(resp(&out[0]).call_id().unwrap(), "big");
+}
+
+// ------------------------------------------------------------------------------------------
+// Behind a proxy: Record-Route (RFC 3261 §12.1.1), 100rel/PRACK (RFC 3262), RFC 5923 alias
+// ------------------------------------------------------------------------------------------
+
+const PROXY: &str = "10.0.0.2:5070";
+
+fn proxy_udp() -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: PROXY.parse().unwrap(),
+        conn: None,
+    }
+}
+
+/// An INVITE as a record-routing proxy forwards it: its Via on top, its Record-Route.
+fn proxied(branch: &str, call_id: &'static str, extra: &'static str) -> Vec<u8> {
+    let mut inv = Req::invite(branch, call_id);
+    inv.extra = extra;
+    let raw = String::from_utf8(inv.bytes()).unwrap();
+    raw.replacen(
+        "\r\nVia: ",
+        "\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bKproxy1\r\nVia: ",
+        1,
+    )
+    .into_bytes()
+}
+
+fn incoming_from(ep: &mut Endpoint, now: Instant, msg: &[u8], peer: Peer) -> (CallId, Request) {
+    ep.handle_input(now, msg, peer);
+    let out = drain(ep);
+    assert_eq!(statuses(&out), vec![100]);
+    match &events(ep)[..] {
+        [(id, CallEvent::Incoming { invite, .. })] => (*id, invite.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn record_route_is_copied_into_the_2xx_and_the_bye_follows_the_route_set() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let msg = proxied(
+        "z9hG4bK1",
+        "rr1",
+        "Record-Route: <sip:10.0.0.2:5070;lr;ftag=ft1>, <sip:10.0.0.9;lr>\r\n",
+    );
+    let (id, _) = incoming_from(&mut ep, t0, &msg, proxy_udp());
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    let out = drain(&mut ep);
+    assert_eq!(out[0].peer, proxy_udp(), "the 2xx goes to the proxy's Via");
+    let ok = resp(&out[0]);
+    assert_eq!(ok.status, 200);
+    let rr: Vec<String> = ok
+        .record_routes()
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(rr, ["<sip:10.0.0.2:5070;lr;ftag=ft1>", "<sip:10.0.0.9;lr>"]);
+    let tag = to_tag(&ok).unwrap();
+    let mut ack = Req::new("ACK", "z9hG4bKa", "rr1");
+    ack.to_tag = Some(&tag);
+    ep.handle_input(t0, &ack.bytes(), proxy_udp());
+    assert_eq!(
+        events(&mut ep).len(),
+        1,
+        "the ACK through the proxy confirms"
+    );
+    ep.hangup(t0, id);
+    let out = drain(&mut ep);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].peer, proxy_udp(), "the BYE goes to the first route");
+    let bye = req(&out[0]);
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(bye.uri.to_string(), "sip:phone@192.168.1.20:5062");
+    let routes: Vec<&str> = bye.headers.get_all("Route").collect();
+    assert_eq!(
+        routes,
+        ["<sip:10.0.0.2:5070;lr;ftag=ft1>", "<sip:10.0.0.9;lr>"]
+    );
+}
+
+#[test]
+fn a_first_route_elsewhere_is_where_the_bye_goes() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let msg = proxied(
+        "z9hG4bK1",
+        "rr2",
+        "Record-Route: <sip:10.0.0.3:5080;transport=tcp;lr>\r\n",
+    );
+    let (id, _) = incoming_from(&mut ep, t0, &msg, proxy_udp());
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    let tag = to_tag(&resp(&drain(&mut ep)[0])).unwrap();
+    let mut ack = Req::new("ACK", "z9hG4bKa", "rr2");
+    ack.to_tag = Some(&tag);
+    ep.handle_input(t0, &ack.bytes(), proxy_udp());
+    ep.hangup(t0, id);
+    let out = drain(&mut ep);
+    assert_eq!(
+        out[0].peer,
+        Peer {
+            transport: Transport::Tcp,
+            addr: "10.0.0.3:5080".parse().unwrap(),
+            conn: None,
+        }
+    );
+    assert!(req(&out[0])
+        .headers
+        .get("Via")
+        .unwrap()
+        .starts_with("SIP/2.0/TCP "));
+}
+
+#[test]
+fn a_strict_router_becomes_the_request_uri_of_the_bye() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let msg = proxied("z9hG4bK1", "rr3", "Record-Route: <sip:10.0.0.2:5070>\r\n");
+    let (id, _) = incoming_from(&mut ep, t0, &msg, proxy_udp());
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    let tag = to_tag(&resp(&drain(&mut ep)[0])).unwrap();
+    let mut ack = Req::new("ACK", "z9hG4bKa", "rr3");
+    ack.to_tag = Some(&tag);
+    ep.handle_input(t0, &ack.bytes(), proxy_udp());
+    ep.hangup(t0, id);
+    let out = drain(&mut ep);
+    assert_eq!(out[0].peer, proxy_udp());
+    let bye = req(&out[0]);
+    assert_eq!(bye.uri.to_string(), "sip:10.0.0.2:5070");
+    let routes: Vec<&str> = bye.headers.get_all("Route").collect();
+    assert_eq!(routes, ["<sip:phone@192.168.1.20:5062>"]);
+}
+
+#[test]
+fn a_malformed_record_route_is_400() {
+    let mut ep = Endpoint::new(cfg());
+    let msg = proxied("z9hG4bK1", "rr4", "Record-Route: <sip:10.0.0.2:5070;lr\r\n");
+    ep.handle_input(Instant::now(), &msg, proxy_udp());
+    let out = drain(&mut ep);
+    assert_eq!(statuses(&out), vec![400]);
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.call_count(), 0);
+}
+
+#[test]
+fn options_advertise_100rel_path_and_prack() {
+    let mut ep = Endpoint::new(cfg());
+    let o = Req::new("OPTIONS", "z9hG4bKo", "o1");
+    ep.handle_input(Instant::now(), &o.bytes(), udp());
+    let r = resp(&drain(&mut ep)[0]);
+    assert_eq!(r.headers.get("Supported"), Some("100rel, path"));
+    assert!(r.headers.get("Allow").unwrap().contains("PRACK"));
+}
+
+/// An INVITE requiring 100rel: returns the call, the reliable 180 and our tag.
+fn reliable_call(ep: &mut Endpoint, now: Instant, call_id: &'static str) -> (CallId, Response) {
+    let mut inv = Req::invite("z9hG4bKrel", call_id);
+    inv.extra = "Require: 100rel\r\nSupported: 100rel, timer\r\n\
+                 Record-Route: <sip:10.0.0.2:5070;lr>\r\n";
+    ep.handle_input(now, &inv.bytes(), udp());
+    let out = drain(ep);
+    assert_eq!(statuses(&out), vec![100, 180]);
+    let id = match &events(ep)[..] {
+        [(id, CallEvent::Incoming { .. })] => *id,
+        other => panic!("{other:?}"),
+    };
+    let r180 = resp(&out[1]);
+    assert_eq!(r180.headers.get("Require"), Some("100rel"));
+    assert!(r180.headers.get("RSeq").unwrap().parse::<u32>().unwrap() > 0);
+    assert!(to_tag(&r180).is_some(), "the 180 carries our tag");
+    assert!(r180.headers.get("Contact").is_some());
+    assert_eq!(
+        r180.headers.get("Record-Route"),
+        Some("<sip:10.0.0.2:5070;lr>")
+    );
+    (id, r180)
+}
+
+fn prack(call_id: &str, tag: &str, rack: &str, branch: &str) -> Vec<u8> {
+    let extra = format!("RAck: {rack}\r\n");
+    let mut p = Req::new("PRACK", branch, call_id);
+    p.to_tag = Some(tag);
+    p.cseq = 2;
+    p.extra = Box::leak(extra.into_boxed_str());
+    p.bytes()
+}
+
+#[test]
+fn require_100rel_gets_a_reliable_180_and_the_2xx_waits_for_the_prack() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let (id, r180) = reliable_call(&mut ep, t0, "rel1");
+    let rseq: u32 = r180.headers.get("RSeq").unwrap().parse().unwrap();
+    let tag = to_tag(&r180).unwrap();
+    // The call task answers at once: the 2xx is held until the PRACK.
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    assert!(drain(&mut ep).is_empty(), "no 2xx before the PRACK");
+    // Retransmitted with a doubling interval while unacknowledged.
+    let sent = run_until(&mut ep, t0 + Duration::from_millis(3600));
+    let at: Vec<u128> = sent
+        .iter()
+        .map(|(t, x)| {
+            assert_eq!(resp(x).status, 180);
+            assert_eq!(resp(x).headers.get("RSeq"), Some(rseq.to_string().as_str()));
+            t.duration_since(t0).as_millis()
+        })
+        .collect();
+    assert_eq!(at, [500, 1500, 3500]);
+    // A PRACK for another RSeq: 481, still nothing else.
+    let wrong = prack("rel1", &tag, &format!("{} 1 INVITE", rseq + 1), "z9hG4bKp0");
+    ep.handle_input(t0, &wrong, udp());
+    assert_eq!(statuses(&drain(&mut ep)), vec![481]);
+    // The right one: 200 to the PRACK, then the held 2xx.
+    let right = prack("rel1", &tag, &format!("{rseq} 1 INVITE"), "z9hG4bKp1");
+    let t1 = t0 + Duration::from_secs(4);
+    ep.handle_input(t1, &right, udp());
+    let out = drain(&mut ep);
+    assert_eq!(statuses(&out), vec![200, 200]);
+    assert_eq!(resp(&out[0]).cseq().unwrap().method, Method::Prack);
+    let ok = resp(&out[1]);
+    assert_eq!(ok.cseq().unwrap().method, Method::Invite);
+    assert_eq!(to_tag(&ok).as_deref(), Some(tag.as_str()));
+    assert_eq!(
+        ok.headers.get("Record-Route"),
+        Some("<sip:10.0.0.2:5070;lr>")
+    );
+    // No more 180s; the 2xx retransmits until the ACK.
+    let later = run_until(&mut ep, t1 + Duration::from_millis(600));
+    assert!(
+        later.iter().all(|(_, x)| resp(x).status == 200),
+        "{later:?}"
+    );
+    let mut ack = Req::new("ACK", "z9hG4bKa", "rel1");
+    ack.to_tag = Some(&tag);
+    ep.handle_input(t1, &ack.bytes(), udp());
+    assert_eq!(
+        events(&mut ep),
+        vec![(id, CallEvent::Confirmed { answer: None })]
+    );
+    // A second PRACK for the same RSeq (new transaction): nothing outstanding, 481.
+    let again = prack("rel1", &tag, &format!("{rseq} 1 INVITE"), "z9hG4bKp2");
+    ep.handle_input(t1, &again, udp());
+    assert_eq!(statuses(&drain(&mut ep)), vec![481]);
+}
+
+#[test]
+fn prack_before_the_answer_lets_the_2xx_go_at_once() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let (id, r180) = reliable_call(&mut ep, t0, "rel2");
+    let rseq = r180.headers.get("RSeq").unwrap().to_owned();
+    let tag = to_tag(&r180).unwrap();
+    ep.handle_input(
+        t0,
+        &prack("rel2", &tag, &format!("{rseq} 1 INVITE"), "z9hG4bKp1"),
+        udp(),
+    );
+    assert_eq!(statuses(&drain(&mut ep)), vec![200]);
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    assert_eq!(statuses(&drain(&mut ep)), vec![200]);
+}
+
+#[test]
+fn a_prack_without_or_with_a_bad_rack_is_400() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let (_, r180) = reliable_call(&mut ep, t0, "rel3");
+    let tag = to_tag(&r180).unwrap();
+    let mut p = Req::new("PRACK", "z9hG4bKp1", "rel3");
+    p.to_tag = Some(&tag);
+    p.cseq = 2;
+    ep.handle_input(t0, &p.bytes(), udp());
+    assert_eq!(statuses(&drain(&mut ep)), vec![400]);
+    ep.handle_input(t0, &prack("rel3", &tag, "one 1 INVITE", "z9hG4bKp2"), udp());
+    assert_eq!(statuses(&drain(&mut ep)), vec![400]);
+}
+
+#[test]
+fn no_prack_within_64_t1_rejects_the_invite_with_500() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let (id, _) = reliable_call(&mut ep, t0, "rel4");
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    let sent = run_until(&mut ep, t0 + Duration::from_secs(33));
+    let statuses: Vec<u16> = sent.iter().map(|(_, x)| resp(x).status).collect();
+    // 180s at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s, then at 32 s the 500 (retransmitted until ACKed).
+    let first_500 = statuses.iter().position(|&s| s == 500).expect("a 500");
+    assert_eq!(first_500, 6, "{statuses:?}");
+    assert!(statuses[..first_500].iter().all(|&s| s == 180));
+    assert!(statuses[first_500..].iter().all(|&s| s == 500));
+    assert_eq!(
+        events(&mut ep),
+        vec![(
+            id,
+            CallEvent::Ended {
+                reason: EndReason::Rejected
+            }
+        )]
+    );
+}
+
+#[test]
+fn a_supported_100rel_alone_gets_no_reliable_provisional() {
+    let mut ep = Endpoint::new(cfg());
+    let mut inv = Req::invite("z9hG4bK1", "rel5");
+    inv.extra = "Supported: 100rel\r\n";
+    ep.handle_input(Instant::now(), &inv.bytes(), udp());
+    assert_eq!(statuses(&drain(&mut ep)), vec![100]);
+}
+
+#[test]
+fn a_tcp_via_alias_offers_the_connection() {
+    let mut ep = Endpoint::new(cfg());
+    let mut inv = Req::invite("z9hG4bK1", "al1");
+    inv.via = "SIP/2.0/TCP 192.168.1.20:5062;branch=z9hG4bK1;alias".into();
+    ep.handle_input(Instant::now(), &inv.bytes(), tcp(9));
+    assert_eq!(
+        ep.poll_alias(),
+        Some((9, "192.168.1.20:5062".parse().unwrap()))
+    );
+    assert_eq!(ep.poll_alias(), None);
+    // Without alias, or on UDP: nothing.
+    let mut inv = Req::invite("z9hG4bK2", "al2");
+    inv.via = "SIP/2.0/TCP 192.168.1.20:5062;branch=z9hG4bK2".into();
+    ep.handle_input(Instant::now(), &inv.bytes(), tcp(9));
+    assert_eq!(ep.poll_alias(), None);
+}
+
+#[test]
+fn a_bye_whose_connection_cannot_be_opened_ends_the_call_at_once() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let mut inv = Req::invite("z9hG4bK1", "cf1");
+    inv.via = "SIP/2.0/TCP 192.168.1.20:5062;branch=z9hG4bK1".into();
+    ep.handle_input(t0, &inv.bytes(), tcp(4));
+    drain(&mut ep);
+    let id = match &events(&mut ep)[..] {
+        [(id, CallEvent::Incoming { .. })] => *id,
+        other => panic!("{other:?}"),
+    };
+    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
+    let tag = to_tag(&resp(&drain(&mut ep)[0])).unwrap();
+    let mut ack = Req::new("ACK", "z9hG4bKa", "cf1");
+    ack.to_tag = Some(&tag);
+    ep.handle_input(t0, &ack.bytes(), tcp(4));
+    events(&mut ep);
+    ep.connection_closed(4);
+    ep.hangup(t0, id);
+    assert_eq!(drain(&mut ep).len(), 1);
+    ep.connect_failed("192.168.1.20:5062".parse().unwrap());
+    assert_eq!(
+        events(&mut ep),
+        vec![(
+            id,
+            CallEvent::Ended {
+                reason: EndReason::TransportError
+            }
+        )]
+    );
 }

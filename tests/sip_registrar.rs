@@ -1528,3 +1528,298 @@ fn hostile_registers_never_panic_and_never_bind() {
     assert_eq!(ep.binding_count(), 0);
     assert_eq!(ep.guests_registered(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Behind a proxy: Path (RFC 3327), P-Asserted-Identity from trusted proxies (RFC 3325)
+// ---------------------------------------------------------------------------------------------
+
+const PROXY: &str = "10.0.0.2:5070";
+const PATH: &str = "<sip:10.0.0.2:5070;lr;received=sip:192.168.1.20:5062>";
+
+fn proxy_peer() -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: PROXY.parse().unwrap(),
+        conn: None,
+    }
+}
+
+/// A phone's request as the proxy forwards it: the proxy's Via on top, and `extra` headers.
+fn via_proxy(msg: Vec<u8>, n: u32, extra: &str) -> Vec<u8> {
+    let raw = String::from_utf8(msg).unwrap();
+    raw.replacen(
+        "\r\nVia: ",
+        &format!("\r\n{extra}Via: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bKpx{n}\r\nVia: "),
+        1,
+    )
+    .into_bytes()
+}
+
+fn endpoint_trusting(proxies: &[&str]) -> Endpoint {
+    let mut ep = Endpoint::new(EndpointConfig {
+        local_addr: LOCAL.parse().unwrap(),
+        ivr_extensions: vec!["7000".into()],
+        user_agent: "selfprov-test".into(),
+        trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
+        ..EndpointConfig::default()
+    });
+    ep.enable_registrar(reg_cfg(), RegistrarLimits::default())
+        .unwrap();
+    ep
+}
+
+/// The guest 8001 registers through the proxy, which adds `Path` (and the phone said it
+/// supports path when `supported`). Returns the 200 as the proxy received it.
+fn register_through_proxy(ep: &mut Endpoint, now: Instant, supported: bool) -> (Phone, Transmit) {
+    let mut p = Phone::yealink("8001", "g-a1b2c3", "s3cret-guest");
+    let extra = format!(
+        "Path: {PATH}\r\n{}",
+        if supported { "Supported: path\r\n" } else { "" }
+    );
+    let msg = via_proxy(p.register(None, Some("3600"), false), 1, &extra);
+    ep.handle_input(now, &msg, proxy_peer());
+    let r = one_response(ep);
+    assert_eq!(r.status, 401, "{r:?}");
+    p.chal = Some(challenge(&r, "WWW-Authenticate", "MD5"));
+    p.nc = 0;
+    let msg = via_proxy(p.register(None, Some("3600"), true), 2, &extra);
+    ep.handle_input(now, &msg, proxy_peer());
+    answer(ep, now, &accounts());
+    let out = drain(ep);
+    assert_eq!(out.len(), 1);
+    assert_eq!(resp(&out[0]).status, 200);
+    reg_events(ep);
+    (p, out.into_iter().next().unwrap())
+}
+
+#[test]
+fn path_is_kept_echoed_for_supporting_phones_and_routes_the_notify() {
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let (_, ok) = register_through_proxy(&mut ep, now, true);
+    assert_eq!(ok.peer, proxy_peer(), "the 200 goes back through the proxy");
+    assert_eq!(resp(&ok).headers.get("Path"), Some(PATH));
+    let regs = ep.registrations(1);
+    assert_eq!(regs.len(), 1);
+    assert_eq!(regs[0].peer, proxy_peer());
+    assert_eq!(regs[0].path.len(), 1);
+    assert_eq!(regs[0].path[0].to_string(), PATH);
+
+    let r = &regs[0];
+    ep.send_notify_routed(now, &r.contact, r.peer, &r.path, "check-sync", None);
+    let out = drain(&mut ep);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].peer,
+        proxy_peer(),
+        "the NOTIFY goes to the first Path hop"
+    );
+    let n = req(&out[0]);
+    assert_eq!(
+        n.uri, r.contact,
+        "the Request-URI stays the contact (loose routing)"
+    );
+    let routes: Vec<&str> = n.headers.get_all("Route").collect();
+    assert_eq!(routes, [PATH]);
+    n.validate().unwrap();
+}
+
+#[test]
+fn path_is_not_echoed_to_a_phone_that_did_not_ask_and_bad_path_is_400() {
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let (mut p, ok) = register_through_proxy(&mut ep, now, false);
+    assert_eq!(resp(&ok).headers.get("Path"), None);
+    assert_eq!(ep.registrations(1)[0].path.len(), 1, "stored all the same");
+    let msg = via_proxy(
+        p.register(None, Some("3600"), false),
+        3,
+        "Path: <sip:10.0.0.2:5070;lr\r\n",
+    );
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 400);
+}
+
+#[test]
+fn a_proxy_registering_phones_is_not_a_registered_source() {
+    // Its INVITEs carry many phones' calls: they are not challenged for one account.
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let (mut p, _) = register_through_proxy(&mut ep, now, true);
+    let msg = via_proxy(p.invite("7000", "px-1@192.168.1.20", None), 4, "");
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_trusted_proxys_asserted_identity_names_the_account() {
+    let mut ep = endpoint_trusting(&["10.0.0.0/24"]);
+    let now = Instant::now();
+    let (mut p, _) = register_through_proxy(&mut ep, now, true);
+    let pai = "P-Asserted-Identity: \"8001\" <sip:8001@10.0.0.2>\r\n";
+    let msg = via_proxy(p.invite("7000", "pai-1@192.168.1.20", None), 4, pai);
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100, "not challenged");
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, Some(1)),
+        other => panic!("{other:?}"),
+    }
+    // The guest rule holds for an asserted guest too.
+    let msg = via_proxy(p.invite("5555", "pai-2@192.168.1.20", None), 5, pai);
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 403);
+    // An identity naming no registered account: a caller without account.
+    let other = "P-Asserted-Identity: <sip:9999@10.0.0.2>\r\n";
+    let msg = via_proxy(p.invite("7000", "pai-3@192.168.1.20", None), 6, other);
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
+        other => panic!("{other:?}"),
+    }
+    // A malformed one is ignored, not fatal.
+    let bad = "P-Asserted-Identity: <sip:8001@10.0.0.2\r\n";
+    let msg = via_proxy(p.invite("7000", "pai-4@192.168.1.20", None), 7, bad);
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_asserted_identity_from_an_untrusted_source_is_ignored_and_removed() {
+    let mut ep = endpoint_trusting(&["10.9.9.9"]);
+    let now = Instant::now();
+    let (mut p, _) = register_through_proxy(&mut ep, now, true);
+    let pai = "P-Asserted-Identity: <sip:8001@10.0.0.2>\r\n";
+    let msg = via_proxy(p.invite("7000", "pai-u@192.168.1.20", None), 4, pai);
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(
+            _,
+            CallEvent::Incoming {
+                account, invite, ..
+            },
+        )] => {
+            assert_eq!(*account, None);
+            assert_eq!(invite.headers.get("P-Asserted-Identity"), None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn notify_to_a_tcp_binding_whose_connection_closed_goes_to_its_contact() {
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let mut p = Phone::sipp("101", "line101", "line-pass");
+    p.peer.transport = Transport::Tcp;
+    p.peer.conn = Some(42);
+    p.peer.addr = "198.51.100.8:40111".parse().unwrap();
+    p.get_challenge(&mut ep, now);
+    let contact = "<sip:101@198.51.100.8:5061;transport=tcp>";
+    let msg = String::from_utf8(p.register(Some(&[contact]), Some("600"), true))
+        .unwrap()
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    ep.handle_input(now, msg.as_bytes(), p.peer);
+    answer(&mut ep, now, &accounts());
+    assert_eq!(resp(&drain(&mut ep)[0]).status, 200);
+    ep.connection_closed(42);
+    let r = ep.registrations(3).remove(0);
+    ep.send_notify_routed(now, &r.contact, r.peer, &r.path, "check-sync", None);
+    let out = drain(&mut ep);
+    assert_eq!(
+        out[0].peer,
+        Peer {
+            transport: Transport::Tcp,
+            addr: "198.51.100.8:5061".parse().unwrap(),
+            conn: None,
+        },
+        "a new connection to the contact, not the closed one's port, not UDP"
+    );
+    assert!(req(&out[0])
+        .headers
+        .get("Via")
+        .unwrap()
+        .starts_with("SIP/2.0/TCP "));
+}
+
+#[test]
+fn a_notify_to_an_unreachable_tcp_contact_fails_when_the_connection_cannot_be_opened() {
+    let mut ep = endpoint();
+    let now = Instant::now();
+    let to = Uri::parse("sip:101@198.51.100.8:5061;transport=tcp").unwrap();
+    let closed = Peer {
+        transport: Transport::Tcp,
+        addr: "198.51.100.8:40111".parse().unwrap(),
+        conn: None,
+    };
+    let id = ep.send_notify_routed(now, &to, closed, &[], "check-sync", None);
+    let out = drain(&mut ep);
+    assert_eq!(out[0].peer.addr, "198.51.100.8:5061".parse().unwrap());
+    // Another address failing changes nothing; this one ends the transaction at once.
+    ep.connect_failed("198.51.100.9:5061".parse().unwrap());
+    assert!(reg_events(&mut ep).is_empty());
+    ep.connect_failed("198.51.100.8:5061".parse().unwrap());
+    assert_eq!(
+        reg_events(&mut ep),
+        vec![RegistrarEvent::RequestDone { id, status: None }]
+    );
+    assert_eq!(ep.poll_timeout(), None, "no timer left");
+}
+
+#[test]
+fn an_asserted_number_whose_binding_expired_names_no_account() {
+    let mut ep = endpoint_trusting(&["10.0.0.2"]);
+    let t0 = Instant::now();
+    let (mut p, _) = register_through_proxy(&mut ep, t0, true);
+    // The binding (3600 s) expires.
+    let later = t0 + Duration::from_secs(3601);
+    run_until(&mut ep, later);
+    assert_eq!(
+        reg_events(&mut ep),
+        vec![RegistrarEvent::Unregistered { account_id: 1 }]
+    );
+    let pai = "P-Asserted-Identity: <sip:8001@10.0.0.2>\r\n";
+    let msg = via_proxy(p.invite("7000", "pai-x@192.168.1.20", None), 9, pai);
+    ep.handle_input(later, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_line_account_asserted_by_a_trusted_proxy_is_the_calls_account() {
+    let mut ep = endpoint_trusting(&["10.0.0.2"]);
+    let now = Instant::now();
+    let mut p = Phone::sipp("101", "line101", "line-pass");
+    p.peer = proxy_peer();
+    p.alg = "MD5";
+    let extra = format!("Path: {PATH}\r\n");
+    let msg = via_proxy(p.register(None, Some("600"), false), 1, &extra);
+    ep.handle_input(now, &msg, proxy_peer());
+    let r = one_response(&mut ep);
+    p.chal = Some(challenge(&r, "WWW-Authenticate", "MD5"));
+    let msg = via_proxy(p.register(None, Some("600"), true), 2, &extra);
+    ep.handle_input(now, &msg, proxy_peer());
+    answer(&mut ep, now, &accounts());
+    assert_eq!(one_response(&mut ep).status, 200);
+    let pai = "P-Asserted-Identity: <sip:101@10.0.0.2>\r\n";
+    let mut caller = Phone::yealink("101", "line101", "line-pass");
+    let msg = via_proxy(caller.invite("7000", "pai-l@192.168.1.20", None), 3, pai);
+    ep.handle_input(now, &msg, proxy_peer());
+    assert_eq!(one_response(&mut ep).status, 100);
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, Some(3)),
+        other => panic!("{other:?}"),
+    }
+}

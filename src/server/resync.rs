@@ -167,6 +167,7 @@ async fn resync_inner(
         let cmd = SipCommand::Notify {
             to: t.contact,
             peer: t.peer,
+            route: t.path,
             event: notify.event,
             body: notify.body,
             reply: tx,

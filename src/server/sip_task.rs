@@ -7,7 +7,7 @@ use super::call::{self, CallHandle};
 use super::tcp::{self, TcpEvent};
 use super::Services;
 use crate::sip::endpoint::{CallEvent, CallId, Endpoint, EndpointConfig, Limits, Peer, Transport};
-use crate::sip::message::Uri;
+use crate::sip::message::{NameAddr, Uri};
 use crate::sip::registrar::{
     AuthId, Credential, RegistrarEvent, RegistrarLimits, Registration, RequestId,
 };
@@ -61,6 +61,8 @@ pub enum SipCommand {
     Notify {
         to: Uri,
         peer: Peer,
+        /// The binding's Path (RFC 3327): Route headers, first hop as destination.
+        route: Vec<NameAddr>,
         event: String,
         /// (Content-Type, body).
         body: Option<(String, String)>,
@@ -97,6 +99,7 @@ pub async fn run(
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            trusted_proxies: cfg.sip.trusted_proxies.clone(),
         },
         limits,
     );
@@ -105,10 +108,10 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("config section [registrar]: {e}"))?;
 
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(1024);
-    let accept = tokio::spawn(tcp::accept_loop(tcp_listener, tcp_tx));
+    let accept = tokio::spawn(tcp::accept_loop(tcp_listener, tcp_tx.clone()));
     let mut notifies: HashMap<RequestId, oneshot::Sender<Option<u16>>> = HashMap::new();
 
-    let mut tcp_writers: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut tcp = TcpConns::default();
     let mut calls: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut settings = services.settings.clone();
@@ -127,14 +130,21 @@ pub async fn run(
                 Err(e) => tracing::debug!(error = %e, "UDP receive error"),
             },
             Some(ev) = tcp_rx.recv() => match ev {
-                TcpEvent::Opened { conn, writer, .. } => { tcp_writers.insert(conn, writer); }
+                TcpEvent::Opened { conn, peer, writer, outbound } => {
+                    tcp.opened(conn, peer, writer, outbound);
+                }
                 TcpEvent::Message { conn, peer, data } => {
                     let peer = Peer { transport: Transport::Tcp, addr: peer, conn: Some(conn) };
                     endpoint.handle_input(now(), &data, peer);
                 }
                 TcpEvent::Closed { conn } => {
-                    tcp_writers.remove(&conn);
+                    tcp.closed(conn);
                     endpoint.connection_closed(conn);
+                }
+                TcpEvent::ConnectFailed { conn, addr } => {
+                    if tcp.connect_failed(conn, addr) {
+                        endpoint.connect_failed(addr);
+                    }
                 }
             },
             Some(cmd) = cmd_rx.recv() => {
@@ -153,12 +163,13 @@ pub async fn run(
                     SipCommand::Contacts { account_id, reply } => {
                         let _ = reply.send(endpoint.registrations(account_id));
                     }
-                    SipCommand::Notify { to, peer, event, body, reply } => {
+                    SipCommand::Notify { to, peer, route, event, body, reply } => {
                         let body = body.map(|(ct, b)| (ct, Bytes::from(b)));
-                        let id = endpoint.send_notify(
+                        let id = endpoint.send_notify_routed(
                             t,
                             &to,
                             peer,
+                            &route,
                             &event,
                             body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
                         );
@@ -174,19 +185,19 @@ pub async fn run(
             }
         }
 
+        while let Some((conn, addr)) = endpoint.poll_alias() {
+            tcp.alias(conn, addr);
+        }
+
         while let Some(tx) = endpoint.poll_transmit() {
-            match (tx.peer.transport, tx.peer.conn) {
-                (Transport::Tcp, Some(conn)) => match tcp_writers.get(&conn) {
-                    Some(w) => {
-                        if w.try_send(tx.data).is_err() {
-                            tracing::warn!(conn, peer = %tx.peer.addr, "TCP connection stuck or gone; dropping it");
-                            tcp_writers.remove(&conn);
-                            endpoint.connection_closed(conn);
-                        }
+            match tx.peer.transport {
+                Transport::Tcp => {
+                    if let Some(stuck) = tcp.send(tx.peer, tx.data, &tcp_tx) {
+                        tracing::warn!(conn = stuck, peer = %tx.peer.addr, "TCP connection stuck or gone; dropping it");
+                        endpoint.connection_closed(stuck);
                     }
-                    None => tracing::debug!(conn, "no TCP connection for outgoing message"),
-                },
-                _ => {
+                }
+                Transport::Udp => {
                     if let Err(e) = udp.send_to(&tx.data, tx.peer.addr).await {
                         tracing::debug!(peer = %tx.peer.addr, error = %e, "UDP send failed");
                     }
@@ -297,5 +308,211 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The SIP task's TCP connections: writers by id, which connection reaches which address
+/// (connections we opened, accepted ones by their peer address, and RFC 5923 aliases), and
+/// messages waiting for a connection being opened.
+#[derive(Default)]
+struct TcpConns {
+    writers: HashMap<u64, mpsc::Sender<Bytes>>,
+    by_addr: HashMap<SocketAddr, u64>,
+    /// Connection → the addresses it is indexed under (to clean `by_addr` when it closes).
+    addrs: HashMap<u64, Vec<SocketAddr>>,
+    /// Address → (connection being opened, messages for it).
+    connecting: HashMap<SocketAddr, (u64, Vec<Bytes>)>,
+}
+
+/// Messages queued for one connection being opened; more are dropped (with a log line).
+const CONNECTING_QUEUE: usize = 64;
+
+impl TcpConns {
+    fn index(&mut self, conn: u64, addr: SocketAddr) {
+        self.by_addr.insert(addr, conn);
+        let list = self.addrs.entry(conn).or_default();
+        if !list.contains(&addr) {
+            list.push(addr);
+        }
+    }
+
+    fn opened(&mut self, conn: u64, peer: SocketAddr, writer: mpsc::Sender<Bytes>, outbound: bool) {
+        if outbound {
+            if let Some((_, queued)) = self.connecting.remove(&peer) {
+                for data in queued {
+                    if writer.try_send(data).is_err() {
+                        tracing::warn!(conn, %peer, "new TCP connection's queue is full; message dropped");
+                    }
+                }
+            }
+        }
+        // A live connection, accepted or opened, serves any message for its peer's address.
+        self.index(conn, peer);
+        self.writers.insert(conn, writer);
+    }
+
+    fn alias(&mut self, conn: u64, addr: SocketAddr) {
+        if self.writers.contains_key(&conn) && self.by_addr.get(&addr) != Some(&conn) {
+            tracing::debug!(conn, %addr, "TCP connection reusable for its Via address (alias)");
+            self.index(conn, addr);
+        }
+    }
+
+    fn closed(&mut self, conn: u64) {
+        self.writers.remove(&conn);
+        for addr in self.addrs.remove(&conn).unwrap_or_default() {
+            if self.by_addr.get(&addr) == Some(&conn) {
+                self.by_addr.remove(&addr);
+            }
+        }
+    }
+
+    /// Drops what waited for connection `conn` to `addr`. True when it was the attempt in
+    /// progress for that address (the endpoint then fails what it sent there).
+    fn connect_failed(&mut self, conn: u64, addr: SocketAddr) -> bool {
+        match self.connecting.get(&addr) {
+            Some((c, queued)) if *c == conn => {
+                tracing::warn!(%addr, dropped = queued.len(), "no TCP connection to send to");
+                self.connecting.remove(&addr);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends on the peer's connection; for a peer without one (`conn: None`), on a live
+    /// connection to its address, or on one it opens (the message waits for it). Returns a
+    /// connection found stuck or gone, which the caller reports to the endpoint as closed.
+    fn send(&mut self, peer: Peer, data: Bytes, events: &mpsc::Sender<TcpEvent>) -> Option<u64> {
+        if let Some(conn) = peer.conn {
+            return match self.writers.get(&conn) {
+                Some(w) if w.try_send(data).is_ok() => None,
+                Some(_) => {
+                    self.closed(conn);
+                    Some(conn)
+                }
+                None => {
+                    // Closed meanwhile: the endpoint hears of it from the Closed event (a
+                    // request pending on it then fails; later ones go to an address).
+                    tracing::debug!(conn, "TCP connection gone; message dropped");
+                    None
+                }
+            };
+        }
+        let mut stuck = None;
+        if let Some(conn) = self.by_addr.get(&peer.addr).copied() {
+            match self.writers.get(&conn) {
+                Some(w) if w.try_send(data.clone()).is_ok() => return None,
+                Some(_) => stuck = Some(conn),
+                None => {}
+            }
+            self.closed(conn);
+        }
+        match self.connecting.get_mut(&peer.addr) {
+            Some((_, queued)) if queued.len() < CONNECTING_QUEUE => queued.push(data),
+            Some(_) => {
+                tracing::warn!(peer = %peer.addr, "too many messages wait for a TCP connection; dropped")
+            }
+            None => {
+                let conn = tcp::next_conn_id();
+                tracing::debug!(conn, peer = %peer.addr, "opening a TCP connection");
+                self.connecting.insert(peer.addr, (conn, vec![data]));
+                tokio::spawn(tcp::connect(peer.addr, conn, events.clone()));
+            }
+        }
+        stuck
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(addr: &str, conn: Option<u64>) -> Peer {
+        Peer {
+            transport: Transport::Tcp,
+            addr: addr.parse().unwrap(),
+            conn,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_alias_reuses_the_connection_and_a_closed_one_is_replaced_by_a_new_one() {
+        let (events_tx, mut events_rx) = mpsc::channel(16);
+        let mut tcp = TcpConns::default();
+        let (w, mut r) = mpsc::channel(8);
+        // An accepted connection from the phone's ephemeral port, whose Via offered alias.
+        tcp.opened(7, "127.0.0.1:40001".parse().unwrap(), w, false);
+        tcp.alias(7, "127.0.0.1:5062".parse().unwrap());
+        let msg = Bytes::from_static(b"BYE");
+        assert_eq!(
+            tcp.send(peer("127.0.0.1:5062", None), msg.clone(), &events_tx),
+            None
+        );
+        assert_eq!(
+            r.recv().await,
+            Some(msg.clone()),
+            "sent on the aliased connection"
+        );
+
+        // Once it is closed, a message for the address opens a connection (none listens on
+        // this port, so the attempt fails and says so).
+        tcp.closed(7);
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        assert_eq!(
+            tcp.send(peer(&addr.to_string(), None), msg, &events_tx),
+            None
+        );
+        assert!(tcp.connecting.contains_key(&addr));
+        let ev = tokio::time::timeout(Duration::from_secs(10), events_rx.recv())
+            .await
+            .expect("an answer within the connect timeout");
+        match ev {
+            Some(TcpEvent::ConnectFailed { conn, addr: a }) => {
+                assert_eq!(a, addr);
+                assert!(tcp.connect_failed(conn, a), "the attempt in progress");
+                assert!(!tcp.connect_failed(conn, a), "reported once");
+            }
+            _ => panic!("expected ConnectFailed"),
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_wait_for_the_connection_being_opened() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events_tx, mut events_rx) = mpsc::channel(16);
+        let mut tcp = TcpConns::default();
+        let p = peer(&addr.to_string(), None);
+        tcp.send(p, Bytes::from_static(b"ONE "), &events_tx);
+        tcp.send(p, Bytes::from_static(b"TWO"), &events_tx);
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        match events_rx.recv().await {
+            Some(TcpEvent::Opened {
+                conn,
+                peer,
+                writer,
+                outbound,
+            }) => {
+                assert!(outbound);
+                tcp.opened(conn, peer, writer, outbound);
+            }
+            _ => panic!("expected Opened"),
+        }
+        let mut got = vec![0u8; 7];
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut got),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(&got, b"ONE TWO", "queued in order, flushed once connected");
+        assert!(tcp.connecting.is_empty());
     }
 }

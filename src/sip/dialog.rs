@@ -112,25 +112,7 @@ impl Dialog {
             "CSeq",
             format!("{} {}", self.local_cseq, method.as_str()),
         ));
-        let loose = self.route_set.first().is_none_or(is_loose_route);
-        let uri = if loose {
-            for r in &self.route_set {
-                headers.0.push(h("Route", r.to_string()));
-            }
-            self.remote_target.clone()
-        } else {
-            // Strict routing (§12.2.1.1): the first route becomes the Request-URI and the
-            // remote target goes last in Route.
-            let mut routes = self.route_set.iter();
-            let first = routes.next().map(|r| r.uri.clone());
-            for r in routes {
-                headers.0.push(h("Route", r.to_string()));
-            }
-            headers
-                .0
-                .push(h("Route", format!("<{}>", self.remote_target)));
-            first.unwrap_or_else(|| self.remote_target.clone())
-        };
+        let uri = super::route::apply(&self.route_set, &self.remote_target, &mut headers);
         if !user_agent.is_empty() {
             headers.0.push(h("User-Agent", user_agent.to_owned()));
         }
@@ -140,13 +122,6 @@ impl Dialog {
             headers,
             body: Bytes::new(),
         }
-    }
-}
-
-fn is_loose_route(r: &NameAddr) -> bool {
-    match &r.uri {
-        Uri::Sip(u) => u.params.get("lr").is_some(),
-        _ => false,
     }
 }
 

@@ -21,8 +21,21 @@
 //! - A re-INVITE arriving before we answered a previous one gets 500 + Retry-After (RFC 3261
 //!   §14.2); one arriving while our 2xx awaits its ACK gets 491 (the offer/answer exchange is
 //!   still open, RFC 3261 §14.2 / RFC 6337).
+//! - Behind a proxy: the INVITE's Record-Route is copied into our 180 and 2xx (§12.1.1) and is
+//!   the dialog's route set, so the ACK, INFOs and our BYE go through the proxy; our requests
+//!   go to the first route's address ([`crate::sip::route::next_hop`]).
+//! - 100rel (RFC 3262): an INVITE that requires it gets a reliable 180 at once (RSeq, Require:
+//!   100rel, retransmitted on UDP with a doubling interval until its PRACK). We hold the 2xx
+//!   until that PRACK (the RFC allows sending it earlier for a 1xx without SDP; waiting keeps a
+//!   single offer/answer in flight and suits phones that expect the PRACK's 200 first). No
+//!   PRACK within 64*T1: the INVITE gets 500 (§3).
+//! - Trusted proxies (`EndpointConfig::trusted_proxies`): an INVITE from one is not challenged;
+//!   its P-Asserted-Identity (RFC 3325) naming the AOR of an account with a live binding makes
+//!   that the call's account, as if the phone had authenticated. From anyone else the header is
+//!   removed before the call sees the INVITE.
 
 mod auth;
+mod reliable;
 mod wire;
 
 use std::cmp::Reverse;
@@ -36,22 +49,24 @@ use tracing::{debug, warn};
 use super::dialog::{new_tag, Dialog};
 use super::message::{self, Message, Method, Request, Response, Uri};
 use super::registrar::{AuthRequest, Registrar, RegistrarEvent};
+use super::route;
 use super::transaction::{
     new_branch, Absorb, ClientOutcome, ClientState, ClientTx, Retransmitter, ServerKind,
     ServerState, ServerTx, TimerKind, TimerOutcome, Timers, TxKey,
 };
+use super::trust::{self, IpNet};
 
 /// Methods we implement (Allow header of 405/501/OPTIONS/2xx).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, PRACK";
 /// [`ALLOW`] once the registrar is enabled ([`Endpoint::enable_registrar`]). NOTIFY is not
 /// listed: we send NOTIFYs (resync) but do not accept any (Allow lists what we serve, §20.5).
-pub const ALLOW_WITH_REGISTER: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER";
+pub const ALLOW_WITH_REGISTER: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, PRACK, REGISTER";
 /// Body types we accept (INVITE: SDP; INFO: DTMF).
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
-/// Option tags we support. None yet: no 100rel, no session timers (a phone asking for `timer`
-/// refreshes with re-INVITE itself, which we answer). With an empty list no Supported header is
-/// sent (an empty header field trips some phone parsers) and any Require gets 420.
-pub const SUPPORTED: &[&str] = &[];
+/// Option tags we support: reliable provisional responses (RFC 3262, see [`Endpoint::accept`])
+/// and Path (RFC 3327, the registrar). No session timers (a phone asking for `timer` refreshes
+/// with re-INVITE itself, which we answer); any other Require gets 420.
+pub const SUPPORTED: &[&str] = &["100rel", "path"];
 /// DTMF INFO content types (lower case).
 const INFO_TYPES: [&str; 2] = ["application/dtmf-relay", "application/dtmf"];
 /// Retry-After of 503 when full.
@@ -163,6 +178,8 @@ pub struct EndpointConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Proxies whose P-Asserted-Identity is believed and whose INVITEs are not challenged.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for EndpointConfig {
@@ -174,6 +191,7 @@ impl Default for EndpointConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -227,6 +245,22 @@ struct Pending2xx {
     initial: bool,
 }
 
+/// Our reliable provisional response (RFC 3262) until its PRACK.
+#[derive(Debug)]
+struct Reliable1xx {
+    rseq: u32,
+    bytes: Bytes,
+    peer: Peer,
+    interval: Duration,
+    /// Next retransmission (UDP only; a reliable transport carries it once).
+    retransmit_at: Option<Instant>,
+    /// 64*T1 after it was first sent: the INVITE then gets 500.
+    expire_at: Instant,
+    /// The SDP [`Endpoint::accept`] gave while the PRACK was still outstanding: the 2xx goes
+    /// out when the PRACK comes.
+    deferred_answer: Option<Bytes>,
+}
+
 #[derive(Debug)]
 struct Call {
     state: CallState,
@@ -240,6 +274,8 @@ struct Call {
     reinvite: Option<PendingReInvite>,
     /// hangup() before the ACK arrived: send BYE when it does (§15).
     bye_after_ack: bool,
+    /// The reliable 180 awaiting its PRACK (RFC 3262), if the INVITE required 100rel.
+    reliable: Option<Reliable1xx>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -247,6 +283,8 @@ enum Target {
     Server(u64),
     Client(u64),
     Call(CallId),
+    /// A call's reliable provisional response (retransmission, PRACK deadline).
+    Prov(CallId),
     /// The bindings of a registrar account (deadline: its earliest expiry).
     Aor(i64),
     /// A credential lookup the layer has not answered yet.
@@ -287,6 +325,8 @@ pub struct Endpoint {
     reg_events: VecDeque<RegistrarEvent>,
     /// Failed INVITE authentications by (source, Call-ID), bounded (see auth.rs).
     invite_failures: HashMap<(SocketAddr, String), (u32, Instant)>,
+    /// TCP connections a phone allowed us to reuse (RFC 5923 `alias`), not yet polled.
+    aliases: VecDeque<(u64, SocketAddr)>,
 }
 
 impl Endpoint {
@@ -320,6 +360,7 @@ impl Endpoint {
             auth_requests: VecDeque::new(),
             reg_events: VecDeque::new(),
             invite_failures: HashMap::new(),
+            aliases: VecDeque::new(),
         }
     }
 
@@ -367,12 +408,20 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// A TCP connection whose peer put `alias` in its Via (RFC 5923 §5): requests to the Via's
+    /// sent-by address may use that connection. `(connection, sent-by address)`.
+    pub fn poll_alias(&mut self) -> Option<(u64, SocketAddr)> {
+        self.aliases.pop_front()
+    }
+
     /// Live calls (from Incoming until Ended).
     pub fn call_count(&self) -> usize {
         self.calls.len()
     }
 
     /// Answers an Incoming call: 200 OK with `sdp`, Contact, Allow; retransmitted until the ACK.
+    /// While our reliable 180 awaits its PRACK (RFC 3262) the 2xx is held and goes out with the
+    /// PRACK's 200.
     pub fn accept(&mut self, now: Instant, call: CallId, sdp: Bytes) {
         let Some(c) = self.calls.get(&call) else {
             warn!(?call, "accept: no such call");
@@ -382,6 +431,20 @@ impl Endpoint {
             warn!(?call, state = ?c.state, "accept: call is not waiting for an answer");
             return;
         }
+        if let Some(r) = self.calls.get_mut(&call).and_then(|c| c.reliable.as_mut()) {
+            debug!(?call, "2xx held until the PRACK of our reliable 180");
+            r.deferred_answer = Some(sdp);
+            return;
+        }
+        self.send_initial_2xx(now, call, sdp);
+        self.purge_stale();
+    }
+
+    /// The 2xx of the initial INVITE, retransmitted until the ACK.
+    fn send_initial_2xx(&mut self, now: Instant, call: CallId, sdp: Bytes) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         let (tx, invite, source, tag, ext) = (
             c.invite_tx,
             c.invite.clone(),
@@ -390,7 +453,7 @@ impl Endpoint {
             c.ext.clone(),
         );
         let late_offer = offer_of(&invite).is_none();
-        let Some(bytes) = self.respond_2xx(now, tx, &invite, &source, &tag, &ext, sdp) else {
+        let Some(bytes) = self.respond_2xx(now, tx, &invite, &source, &tag, &ext, sdp, true) else {
             return;
         };
         let cseq = invite.cseq().map(|c| c.seq).unwrap_or_default();
@@ -412,7 +475,6 @@ impl Endpoint {
             });
         }
         self.arm_call(call);
-        self.purge_stale();
     }
 
     /// Rejects an Incoming call with `status` (300..=699; anything else becomes 500).
@@ -442,7 +504,8 @@ impl Endpoint {
         };
         c.dialog.refresh_target(&re.request);
         let (tag, ext) = (c.dialog.local_tag.clone(), c.ext.clone());
-        let Some(bytes) = self.respond_2xx(now, re.tx, &re.request, &re.source, &tag, &ext, sdp)
+        let Some(bytes) =
+            self.respond_2xx(now, re.tx, &re.request, &re.source, &tag, &ext, sdp, false)
         else {
             return;
         };
@@ -563,6 +626,31 @@ impl Endpoint {
         self.purge_stale();
     }
 
+    /// No TCP connection could be opened to `addr`: our requests waiting to go there (sent
+    /// with `conn: None`) fail now rather than at timer F, as if their connection had closed.
+    pub fn connect_failed(&mut self, addr: SocketAddr) {
+        let failed: Vec<u64> = self
+            .client_txs
+            .iter()
+            .filter(|(_, t)| {
+                t.peer.transport == Transport::Tcp
+                    && t.peer.conn.is_none()
+                    && t.peer.addr == addr
+                    && matches!(t.state, ClientState::Trying | ClientState::Proceeding)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            if let Some(tx) = self.remove_client(id) {
+                if tx.reports_end {
+                    self.end_call(tx.call, EndReason::TransportError);
+                }
+                self.report_request_done(id, &tx.method, None);
+            }
+        }
+        self.purge_stale();
+    }
+
     // -----------------------------------------------------------------------------------------
     // Input dispatch
     // -----------------------------------------------------------------------------------------
@@ -602,6 +690,9 @@ impl Endpoint {
             }
             return;
         }
+        if let (Transport::Tcp, Some(conn)) = (src.transport, src.conn) {
+            self.note_alias(&req, conn);
+        }
         match req.method {
             Method::Ack => return self.on_ack(now, req),
             Method::Cancel => return self.on_cancel(now, req, src),
@@ -631,6 +722,26 @@ impl Endpoint {
         match req.to().ok().and_then(|t| t.tag().map(str::to_owned)) {
             Some(to_tag) => self.on_in_dialog(now, req, key, src, &to_tag),
             None => self.on_out_of_dialog(now, req, key, src),
+        }
+    }
+
+    /// RFC 5923: a top Via with `alias` and an IP sent-by offers the connection for requests
+    /// to that address.
+    fn note_alias(&mut self, req: &Request, conn: u64) {
+        let Ok(via) = req.top_via() else {
+            return;
+        };
+        if via.params.get("alias").is_none() {
+            return;
+        }
+        let ip = match via.host {
+            message::Host::V4(a) => std::net::IpAddr::V4(a),
+            message::Host::V6(a) => std::net::IpAddr::V6(a),
+            message::Host::Name(_) => return,
+        };
+        let addr = SocketAddr::new(ip, via.port.unwrap_or(route::DEFAULT_SIP_PORT));
+        if self.aliases.len() < 1024 {
+            self.aliases.push_back((conn, addr));
         }
     }
 
@@ -719,6 +830,19 @@ impl Endpoint {
             self.respond_new_tx(now, &req, key, src, 416, None, |_| {});
             return;
         }
+        let mut req = req;
+        if trust::is_trusted(&self.cfg.trusted_proxies, src.addr.ip()) {
+            // A trusted proxy authenticated the caller (or not); it is never challenged.
+            let account = self.asserted_account(&req);
+            debug!(peer = ?src, ?account, "INVITE from a trusted proxy");
+            return self.admit_invite(now, req, TxSlot::New(key), src, account);
+        }
+        if req.headers.get("P-Asserted-Identity").is_some() {
+            // RFC 3325 §5: an assertion from outside the trust domain means nothing; it is
+            // removed so nothing downstream reads it.
+            debug!(peer = ?src, "P-Asserted-Identity from an untrusted source, removed");
+            req.headers.remove("P-Asserted-Identity");
+        }
         if self
             .registrar
             .as_ref()
@@ -801,6 +925,11 @@ impl Endpoint {
             t.call = Some(id);
         }
         let offer = offer_of(&req);
+        // RFC 3262 §3: a Require: 100rel INVITE gets every non-100 provisional reliably. We
+        // send one (180) only then; a phone that merely supports 100rel gets none.
+        let requires_100rel = wire::header_tokens(&req.headers, "Require")
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("100rel"));
         self.dialogs.insert((call_id, from_tag), id);
         self.calls.insert(
             id,
@@ -814,6 +943,7 @@ impl Endpoint {
                 pending_2xx: None,
                 reinvite: None,
                 bye_after_ack: false,
+                reliable: None,
             },
         );
         self.events.push_back((
@@ -825,6 +955,9 @@ impl Endpoint {
                 account: account.map(|(a, _)| a),
             },
         ));
+        if requires_100rel {
+            self.send_reliable_180(now, id);
+        }
     }
 
     /// Sends a final response in a new server transaction, or in an open one.
@@ -911,6 +1044,7 @@ impl Endpoint {
             }
             Method::Info => self.on_info(now, id, req, key, src),
             Method::Invite => self.on_reinvite(now, id, req, key, src),
+            Method::Prack => self.on_prack(now, id, req, key, src),
             _ => {
                 let allow = self.allow();
                 self.respond_new_tx(now, &req, key, src, 405, None, |r| {
@@ -1253,7 +1387,17 @@ impl Endpoint {
         Some(bytes)
     }
 
-    /// 200 OK to an INVITE or re-INVITE with our SDP, Contact, Allow (and Supported).
+    /// Our Contact for a call to `ext` that came in on `src`'s transport.
+    fn contact_for(&self, ext: &str, src: &Peer) -> String {
+        let transport = match src.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("<sip:{ext}@{}{transport}>", self.cfg.local_addr)
+    }
+
+    /// 200 OK to an INVITE or re-INVITE with our SDP, Contact, Allow (and Supported); for the
+    /// initial INVITE (`initial`) also its Record-Route (§12.1.1).
     #[allow(clippy::too_many_arguments)]
     fn respond_2xx(
         &mut self,
@@ -1264,14 +1408,14 @@ impl Endpoint {
         tag: &str,
         ext: &str,
         sdp: Bytes,
+        initial: bool,
     ) -> Option<Bytes> {
-        let transport = match src.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
-        let contact = format!("<sip:{ext}@{}{transport}>", self.cfg.local_addr);
+        let contact = self.contact_for(ext, src);
         let allow = self.allow();
         self.respond_in_tx(now, tx, req, src, 200, Some(tag), move |r| {
+            if initial {
+                wire::copy_record_route(req, r);
+            }
             r.headers.push("Contact", contact);
             r.headers.push("Allow", allow);
             if !SUPPORTED.is_empty() {
@@ -1288,15 +1432,15 @@ impl Endpoint {
             return;
         };
         let branch = new_branch();
+        let peer = route::next_hop(c.source, &c.dialog.route_set, &c.dialog.remote_target);
         let via = format!(
             "SIP/2.0/{} {};branch={branch};rport",
-            c.source.transport.via_name(),
+            peer.transport.via_name(),
             self.cfg.local_addr
         );
         let req = c
             .dialog
             .build_request(Method::Bye, &via, &self.cfg.user_agent);
-        let peer = c.source;
         if reports_end {
             c.state = CallState::Terminating;
         }
@@ -1380,6 +1524,13 @@ impl Endpoint {
                 .get(&id)
                 .and_then(|c| c.pending_2xx.as_ref())
                 .and_then(|p| p.retx.deadline_of(kind)),
+            Target::Prov(id) => {
+                let r = self.calls.get(&id).and_then(|c| c.reliable.as_ref());
+                match kind {
+                    TimerKind::Retransmit => r.and_then(|r| r.retransmit_at),
+                    TimerKind::Expire => r.map(|r| r.expire_at),
+                }
+            }
             Target::Aor(account) => match kind {
                 TimerKind::Expire => self.registrar.as_ref().and_then(|r| r.armed(account)),
                 TimerKind::Retransmit => None,
@@ -1409,6 +1560,7 @@ impl Endpoint {
         match target {
             Target::Aor(account) => self.expire_bindings(now, account),
             Target::Auth(id) => self.auth_timed_out(now, id),
+            Target::Prov(id) => self.reliable_timer(now, id, kind),
             Target::Server(id) => {
                 let Some(tx) = self.server_txs.get_mut(&id) else {
                     return;
@@ -1491,7 +1643,8 @@ fn method_status(m: &Method) -> Option<u16> {
         | Method::Bye
         | Method::Cancel
         | Method::Options
-        | Method::Info => None,
+        | Method::Info
+        | Method::Prack => None,
         Method::Other(_) => Some(501),
         _ => Some(405),
     }

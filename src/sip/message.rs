@@ -745,6 +745,14 @@ impl Request {
     pub fn routes(&self) -> Result<Vec<NameAddr>, ParseError> {
         self.headers.name_addr_list("Route")
     }
+    /// Path values (RFC 3327), top first.
+    pub fn paths(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.headers.name_addr_list("Path")
+    }
+    /// P-Asserted-Identity values (RFC 3325), in order.
+    pub fn asserted_identities(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.headers.name_addr_list("P-Asserted-Identity")
+    }
     /// Content-Type without parameters, lower case (`application/sdp`).
     pub fn content_type(&self) -> Option<String> {
         self.headers.content_type()

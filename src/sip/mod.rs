@@ -7,6 +7,9 @@
 //! - [`dialog`]: dialog state (Call-ID, tags, CSeq, route set, remote target).
 //! - [`registrar`]: the REGISTER binding table, guest rules and digest checks the endpoint
 //!   drives (RFC 3261 §10.3).
+//! - [`route`]: route sets (Record-Route, Path) applied to the requests we send, and their next
+//!   hop.
+//! - [`trust`]: trusted proxies and the identities they assert (P-Asserted-Identity).
 //! - [`endpoint`]: the user-agent core the server drives: datagrams and time in, datagrams to send
 //!   and call events out. It never touches a socket or a clock itself.
 
@@ -16,4 +19,6 @@ pub mod endpoint;
 pub mod framing;
 pub mod message;
 pub mod registrar;
+pub mod route;
 pub mod transaction;
+pub mod trust;

@@ -25,6 +25,11 @@
 //!   has a random secret), so a synthetic wall clock anchored at the first `Instant` seen is
 //!   exact for nonce ageing and keeps everything deterministic under simulated time.
 //! - **No Date header** in the 200 (a SHOULD of §10.3 step 8): the core has no wall clock.
+//! - **Path** (RFC 3327): a REGISTER's Path is stored with each binding it makes and echoed in
+//!   the 200 only to a phone that said `Supported: path` (§5.3); requests to the contact use it
+//!   as their route set. Such bindings are not indexed by source address (their source is the
+//!   proxy, which carries many phones' calls). Every AOR with a live binding is also indexed by
+//!   its number, which a trusted proxy's P-Asserted-Identity names.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -93,6 +98,8 @@ pub struct Registration {
     pub peer: Peer,
     /// The Call-ID of that REGISTER.
     pub call_id: String,
+    /// The REGISTER's `Path` (RFC 3327), top first: the route set of requests to the contact.
+    pub path: Vec<NameAddr>,
 }
 
 /// What the registrar reports to the layer.
@@ -195,6 +202,10 @@ pub(crate) struct RegisterPlan {
     pub call_id: String,
     pub cseq: u32,
     pub update: ContactUpdate,
+    /// The REGISTER's `Path` values, top first (RFC 3327): kept with its bindings.
+    pub path: Vec<NameAddr>,
+    /// The REGISTER said `Supported: path`: its 200 echoes the Path (RFC 3327 §5.3).
+    pub echo_path: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -206,11 +217,15 @@ struct Binding {
     call_id: String,
     cseq: u32,
     refreshed_at: Instant,
+    /// The REGISTER's Path: requests to this contact go through it.
+    path: Vec<NameAddr>,
 }
 
 #[derive(Debug, Clone)]
 struct Aor {
     guest: bool,
+    /// The AOR user part (the credential's number), for [`Registrar::account_by_number`].
+    number: String,
     bindings: Vec<Binding>,
     /// The deadline of this AOR's live entry in the endpoint's timer heap. A new entry is
     /// pushed only when the next expiry moves earlier than it, so refreshes (which move it
@@ -249,6 +264,8 @@ pub(crate) struct Registrar {
     guests_bound: usize,
     /// Source address → number of live bindings registered from it (INVITE authentication).
     by_addr: HashMap<SocketAddr, usize>,
+    /// AOR user part → account, for the AORs with live bindings (asserted identities).
+    by_number: HashMap<String, i64>,
 }
 
 impl Registrar {
@@ -266,6 +283,7 @@ impl Registrar {
             bindings: 0,
             guests_bound: 0,
             by_addr: HashMap::new(),
+            by_number: HashMap::new(),
         })
     }
 
@@ -397,6 +415,18 @@ impl Registrar {
         if req.headers.count("Expires") > 1 {
             return Err(Refusal::reason(400, "Bad Request (several Expires)"));
         }
+        let path = req
+            .paths()
+            .map_err(|_| Refusal::reason(400, "Bad Request (Path)"))?;
+        if path.iter().any(|p| !matches!(p.uri, Uri::Sip(_))) {
+            return Err(Refusal::reason(400, "Bad Request (Path must be sip: URIs)"));
+        }
+        let echo_path = !path.is_empty()
+            && req
+                .headers
+                .get_list("Supported")
+                .iter()
+                .any(|t| t.trim().eq_ignore_ascii_case("path"));
         if req.contact_is_star() {
             // §10.3 step 6: `*` only alone and with Expires: 0.
             if req.headers.get_list("Contact").len() != 1 {
@@ -416,6 +446,8 @@ impl Registrar {
                 call_id,
                 cseq,
                 update: ContactUpdate::RemoveAll,
+                path,
+                echo_path,
             });
         }
         let contacts = req
@@ -462,6 +494,8 @@ impl Registrar {
             call_id,
             cseq,
             update: ContactUpdate::List(list),
+            path,
+            echo_path,
         })
     }
 
@@ -528,6 +562,7 @@ impl Registrar {
                                 b.call_id = plan.call_id.clone();
                                 b.cseq = plan.cseq;
                                 b.refreshed_at = now;
+                                b.path = plan.path.clone();
                             }
                         }
                         None if c.expires == 0 => {}
@@ -539,6 +574,7 @@ impl Registrar {
                             call_id: plan.call_id.clone(),
                             cseq: plan.cseq,
                             refreshed_at: now,
+                            path: plan.path.clone(),
                         }),
                     }
                 }
@@ -577,7 +613,7 @@ impl Registrar {
         let changed = matches!(&plan.update, ContactUpdate::RemoveAll)
             || matches!(&plan.update, ContactUpdate::List(l) if !l.is_empty());
         // Commit.
-        self.replace_aor(cred.account_id, cred.guest, new);
+        self.replace_aor(cred.account_id, cred.guest, &cred.number, new);
         let contacts = self.current(cred.account_id, now);
         let event = if !changed {
             None
@@ -613,17 +649,20 @@ impl Registrar {
     }
 
     /// Replaces an AOR's bindings, keeping the counters and the address index right.
-    fn replace_aor(&mut self, account_id: i64, guest: bool, bindings: Vec<Binding>) {
+    fn replace_aor(&mut self, account_id: i64, guest: bool, number: &str, bindings: Vec<Binding>) {
         let mut armed = None;
         if let Some(old) = self.aors.remove(&account_id) {
             armed = old.armed;
+            if self.by_number.get(&old.number) == Some(&account_id) {
+                self.by_number.remove(&old.number);
+            }
             // Saturating: the counters are exact by construction, but a slip must never panic
             // (or wrap) on the network path.
             self.bindings = self.bindings.saturating_sub(old.bindings.len());
             if old.guest && !old.bindings.is_empty() {
                 self.guests_bound = self.guests_bound.saturating_sub(1);
             }
-            for b in &old.bindings {
+            for b in old.bindings.iter().filter(|b| b.path.is_empty()) {
                 if let Some(n) = self.by_addr.get_mut(&b.peer.addr) {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
@@ -639,13 +678,15 @@ impl Registrar {
         if guest {
             self.guests_bound += 1;
         }
-        for b in &bindings {
+        for b in bindings.iter().filter(|b| b.path.is_empty()) {
             *self.by_addr.entry(b.peer.addr).or_insert(0) += 1;
         }
+        self.by_number.insert(number.to_owned(), account_id);
         self.aors.insert(
             account_id,
             Aor {
                 guest,
+                number: number.to_owned(),
                 bindings,
                 armed,
             },
@@ -691,7 +732,7 @@ impl Registrar {
     /// Removes the account's bindings expired at `now`.
     pub fn expire(&mut self, account_id: i64, now: Instant) -> Option<RegistrarEvent> {
         let aor = self.aors.get(&account_id)?;
-        let guest = aor.guest;
+        let (guest, number) = (aor.guest, aor.number.clone());
         let kept: Vec<Binding> = aor
             .bindings
             .iter()
@@ -701,7 +742,7 @@ impl Registrar {
         if kept.len() == aor.bindings.len() {
             return None;
         }
-        self.replace_aor(account_id, guest, kept);
+        self.replace_aor(account_id, guest, &number, kept);
         (!self.aors.contains_key(&account_id))
             .then_some(RegistrarEvent::Unregistered { account_id })
     }
@@ -731,15 +772,25 @@ impl Registrar {
                         contact: b.contact.uri.clone(),
                         peer: b.peer,
                         call_id: b.call_id.clone(),
+                        path: b.path.clone(),
                     })
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    /// Whether some live binding was registered from `addr`.
+    /// Whether some live binding was registered from `addr` directly. Bindings registered
+    /// through a proxy (with `Path`) do not count: their source is the proxy, which forwards
+    /// calls of many phones.
     pub fn is_bound_source(&self, addr: &SocketAddr) -> bool {
         self.by_addr.contains_key(addr)
+    }
+
+    /// The account whose AOR user part is `number` and whether it is a guest, when it has a
+    /// live binding (a P-Asserted-Identity from a trusted proxy names the caller this way).
+    pub fn account_by_number(&self, number: &str) -> Option<(i64, bool)> {
+        let id = *self.by_number.get(number)?;
+        Some((id, self.aors.get(&id)?.guest))
     }
 
     /// A TCP connection closed: bindings that pointed at it now mean "open a new one".

@@ -1,13 +1,24 @@
-//! A real Kamailio 5.6 (Debian's `kamailio` packages) started on loopback with
-//! `deploy/kamailio/selfprov-pbx.cfg`, on a database made from the SQL Kamailio ships
-//! (`/usr/share/kamailio/<db>/standard-create.sql`, `auth_db-create.sql`, `usrloc-create.sql`):
-//! the registrar the provisioned lines register at. Killed when dropped.
+//! A real Kamailio 5.6 (Debian's `kamailio` packages) in the foreground on a free loopback port
+//! (UDP and TCP), with its log (stderr) in the test's work dir. Two roles:
+//!
+//! - [`Kamailio::start`]: the site proxy in front of the server under test,
+//!   `deploy/kamailio/ivr-proxy.cfg` (IVR calls and guest REGISTERs forwarded to selfprov);
+//! - [`Kamailio::registrar`]: the site's registrar for provisioned lines,
+//!   `deploy/kamailio/selfprov-pbx.cfg`, on a database made from the SQL Kamailio ships
+//!   ([`create_sqlite_db`], [`create_pg_schema`]).
+//!
+//! Both wait (bounded) until Kamailio accepts TCP connections; on drop the main process gets
+//! SIGTERM (it stops its own children) and, if it is still there after 5 s, SIGKILL. If the test
+//! is panicking, the tail of its log is printed.
 
-use super::{ports, read_lossy, repo_root, require_tool, tail};
-use std::net::{SocketAddr, UdpSocket};
+use super::{ports, read_lossy, repo_root, require_tool, tail, wait_deadline, wait_for};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// How long Kamailio may take to listen.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Kamailio's own schema files, in the order they must run.
 const SCHEMA: [&str; 3] = ["standard", "auth_db", "usrloc"];
@@ -54,23 +65,44 @@ pub async fn create_pg_schema(url: &str) {
 }
 
 pub struct Kamailio {
-    child: Child,
+    child: Option<Child>,
+    /// Where phones send (UDP and TCP).
     pub addr: SocketAddr,
     pub log_path: PathBuf,
 }
 
 impl Kamailio {
-    /// Starts Kamailio on a free loopback port (UDP and TCP) with `db_url` (Kamailio's
-    /// spelling) and extra `-A` defines; waits until it answers SIP.
-    pub fn start(workdir: &Path, db_url: &str, defines: &[&str]) -> Kamailio {
+    /// The site proxy: forwards IVR calls (`ivr_ext`) and guest REGISTERs (numbers 2000-2099)
+    /// to `selfprov`, with its runtime files and log in `workdir`.
+    pub fn start(selfprov: SocketAddr, ivr_ext: &str, workdir: &Path) -> Kamailio {
+        Kamailio::launch(
+            "ivr-proxy.cfg",
+            workdir,
+            &[
+                format!("SELFPROV=\"sip:{selfprov}\""),
+                format!("IVR_EXT=\"{ivr_ext}\""),
+                "GUEST_RE=\"^20[0-9][0-9]$\"".to_string(),
+            ],
+        )
+    }
+
+    /// The registrar of provisioned lines on the database `db_url` (Kamailio's spelling), with
+    /// extra `-A` defines (`WITH_USRLOC_DB`...).
+    pub fn registrar(workdir: &Path, db_url: &str, defines: &[&str]) -> Kamailio {
+        let mut all = vec![format!("DBURL=\"{db_url}\"")];
+        all.extend(defines.iter().map(|d| d.to_string()));
+        Kamailio::launch("selfprov-pbx.cfg", workdir, &all)
+    }
+
+    fn launch(cfg_name: &str, workdir: &Path, defines: &[String]) -> Kamailio {
         let bin = require_tool("kamailio", "kamailio");
         let port = ports::free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let run_dir = workdir.join("kamailio-run");
-        std::fs::create_dir_all(&run_dir).unwrap();
-        let log_path = workdir.join("kamailio.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let cfg = repo_root().join("deploy/kamailio/selfprov-pbx.cfg");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let run_dir = workdir.join(format!("kamailio-run-{port}"));
+        std::fs::create_dir_all(&run_dir).expect("kamailio runtime dir");
+        let log_path = workdir.join(format!("kamailio-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("kamailio log");
+        let cfg = repo_root().join("deploy/kamailio").join(cfg_name);
         let mut cmd = Command::new(bin);
         cmd.arg("-f")
             .arg(&cfg)
@@ -79,62 +111,41 @@ impl Kamailio {
             .arg("-l")
             .arg(format!("udp:{addr}"))
             .arg("-l")
-            .arg(format!("tcp:{addr}"))
-            .arg("-A")
-            .arg(format!("DBURL=\"{db_url}\""));
+            .arg(format!("tcp:{addr}"));
         for d in defines {
             cmd.arg("-A").arg(d);
         }
-        let child = cmd
+        cmd.current_dir(workdir)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        let child = cmd
             .spawn()
-            .expect("start kamailio");
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let mut k = Kamailio {
-            child,
+            child: Some(child),
             addr,
             log_path,
         };
-        k.wait_ready();
-        k
-    }
-
-    /// Sends OPTIONS until Kamailio answers anything (bounded: 10 s).
-    fn wait_ready(&mut self) {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let local = sock.local_addr().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut n = 0;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "kamailio exited ({status}) at start:\n{}",
-                    tail(&read_lossy(&self.log_path), 40)
-                );
-            }
-            n += 1;
-            let msg = format!(
-                "OPTIONS sip:{a} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{n}\r\n\
-                 From: <sip:probe@{local}>;tag=p{n}\r\nTo: <sip:{a}>\r\nCall-ID: ready{n}@test\r\n\
-                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-                a = self.addr
-            );
-            let _ = sock.send_to(msg.as_bytes(), self.addr);
-            let mut buf = [0u8; 2048];
-            if let Ok((len, _)) = sock.recv_from(&mut buf) {
-                if buf[..len].starts_with(b"SIP/2.0 ") {
-                    return;
+        let up = wait_for(READY_TIMEOUT, || {
+            if let Some(c) = k.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "kamailio exited at start ({status}):\n{}",
+                        tail(&k.log(), 40)
+                    );
                 }
             }
-        }
-        panic!(
-            "kamailio did not answer SIP on {} within 10 s:\n{}",
-            self.addr,
-            tail(&read_lossy(&self.log_path), 40)
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .ok()
+                .map(|_| ())
+        });
+        assert!(
+            up.is_some(),
+            "kamailio did not listen on {addr} within {READY_TIMEOUT:?}:\n{}",
+            tail(&k.log(), 40)
         );
+        k
     }
 
     pub fn log(&self) -> String {
@@ -144,7 +155,25 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        if wait_deadline(&mut child, Duration::from_secs(5)).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- kamailio log ({}) ----\n{}",
+                self.log_path.display(),
+                tail(&self.log(), 80)
+            );
+        }
     }
 }

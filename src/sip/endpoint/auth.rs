@@ -26,7 +26,7 @@ use super::{Endpoint, Peer, Target, Transmit, TxSlot, ALLOW, ALLOW_WITH_REGISTER
 use crate::config::RegistrarConfig;
 use crate::sip::dialog::new_tag;
 use crate::sip::digest::{ConfigError, Credentials, Outcome};
-use crate::sip::message::{Headers, Method, Request, Response, Uri};
+use crate::sip::message::{Headers, Method, NameAddr, Request, Response, Uri};
 use crate::sip::registrar::{
     AuthId, AuthRequest, ContactUpdate, Credential, Presented, Refusal, RegisterPlan, Registrar,
     RegistrarEvent, RegistrarLimits, RequestId,
@@ -212,6 +212,23 @@ impl Endpoint {
         event: &str,
         body: Option<(&str, Bytes)>,
     ) -> RequestId {
+        self.send_notify_routed(now, to, peer, &[], event, body)
+    }
+
+    /// [`Endpoint::send_notify`] to a contact registered with a `Path` (RFC 3327): `route` (the
+    /// binding's Path, top first) becomes the Route headers and the NOTIFY goes to its first hop
+    /// (`sip::route::next_hop`, which also finds the contact's address when `peer` is a closed
+    /// TCP connection).
+    pub fn send_notify_routed(
+        &mut self,
+        now: Instant,
+        to: &Uri,
+        peer: Peer,
+        route: &[NameAddr],
+        event: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> RequestId {
+        let peer = crate::sip::route::next_hop(peer, route, to);
         let tid = self.alloc_id();
         let id = RequestId(tid);
         let bad = |s: &str| s.trim().is_empty() || s.chars().any(char::is_control);
@@ -251,6 +268,7 @@ impl Endpoint {
             ),
         );
         headers.push("CSeq", "1 NOTIFY");
+        let uri = crate::sip::route::apply(route, to, &mut headers);
         headers.push("Contact", format!("<sip:selfprov@{local}{transport}>"));
         headers.push("Event", event.trim());
         headers.push("Subscription-State", "terminated");
@@ -266,7 +284,7 @@ impl Endpoint {
         };
         let req = Request {
             method: Method::Notify,
-            uri: to.clone(),
+            uri,
             headers,
             body,
         };
@@ -655,6 +673,11 @@ impl Endpoint {
             self.reg_events.push_back(ev);
         }
         let contacts = applied.contacts;
+        let path: Vec<String> = if plan.echo_path {
+            plan.path.iter().map(ToString::to_string).collect()
+        } else {
+            Vec::new()
+        };
         // Some older phones read the granted interval from an Expires header rather than the
         // contact parameter; with one contact in the request it is unambiguous.
         let granted = match &plan.update {
@@ -664,6 +687,10 @@ impl Endpoint {
         self.respond_in_tx(now, tx, req, &src, 200, None, move |r: &mut Response| {
             if let Some(e) = granted {
                 r.headers.push("Expires", e.to_string());
+            }
+            // RFC 3327 §5.3: the Path as stored, for a phone that said it supports path.
+            for p in path {
+                r.headers.push("Path", p);
             }
             // §10.3 step 8: every current binding with its expiry.
             for (mut c, secs) in contacts {

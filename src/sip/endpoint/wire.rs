@@ -117,6 +117,14 @@ pub fn header_tokens(headers: &Headers, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Copies the request's Record-Route lines, in order, into a response that creates a dialog
+/// (18x and 2xx to the initial INVITE, RFC 3261 §12.1.1), so the caller learns the route set.
+pub fn copy_record_route(req: &Request, resp: &mut Response) {
+    for v in req.headers.get_all("Record-Route") {
+        resp.headers.push("Record-Route", v);
+    }
+}
+
 /// Appends `;tag=<tag>` to the To header unless it already has a tag.
 pub fn add_to_tag(headers: &mut Headers, tag: &str) {
     let Some(to) = headers
