@@ -203,6 +203,9 @@ impl EncodeLabelValue for Status {
     }
 }
 
+/// Labels of the PBX connector series: the connector's name (and the result).
+type ConnectorLabels = Vec<(&'static str, String)>;
+
 /// The metrics. See the module doc; [`global`] is the process's set.
 pub struct Metrics {
     registry: Registry,
@@ -220,10 +223,10 @@ pub struct Metrics {
     config_fetches: Family<Label, Counter>,
     langpack_reloads: Family<Label, Counter>,
     media_wake_lateness: Histogram,
-    pbx_deliveries: Family<Vec<(&'static str, String)>, Counter>,
-    pbx_outbox_pending: Family<Vec<(&'static str, String)>, Gauge>,
-    pbx_outbox_parked: Family<Vec<(&'static str, String)>, Gauge>,
-    pbx_delivery_seconds: Family<Vec<(&'static str, String)>, Histogram, fn() -> Histogram>,
+    pbx_deliveries: Family<ConnectorLabels, Counter>,
+    pbx_outbox_pending: Family<ConnectorLabels, Gauge>,
+    pbx_outbox_parked: Family<ConnectorLabels, Gauge>,
+    pbx_delivery_seconds: Family<ConnectorLabels, Histogram, fn() -> Histogram>,
     binding_seconds: Histogram,
 }
 

@@ -34,7 +34,7 @@ fn now_ms() -> i64 {
 /// Starts one delivery task per connector.
 pub fn spawn_all(pbxs: &[Arc<Pbx>], store: &Store) -> Vec<tokio::task::JoinHandle<()>> {
     pbxs.iter()
-        .map(|p| {
+        .flat_map(|p| {
             let p = p.clone();
             let span = tracing::info_span!("pbx", connector = %p.name());
             let mut tasks = vec![tokio::spawn(
@@ -47,7 +47,6 @@ pub fn spawn_all(pbxs: &[Arc<Pbx>], store: &Store) -> Vec<tokio::task::JoinHandl
             }
             tasks
         })
-        .flatten()
         .collect()
 }
 
@@ -130,12 +129,13 @@ pub async fn watch_registrations(pbx: Arc<Pbx>, store: Store) {
     }
 }
 
+/// Rows read from the outbox at a time; the delivered ones are retired together.
+pub const BATCH: u32 = 64;
+
 /// Delivers `pbx`'s rows until the process ends.
 pub async fn run(pbx: Arc<Pbx>, store: Store) {
     let name = pbx.name().to_string();
     let metrics = crate::metrics::global();
-    let timeout = Duration::from_secs(pbx.config.timeout_secs);
-    let park_after = pbx.config.park_after;
     let mut wake = store.outbox_watch();
     let mut failing = false;
     metrics.pbx_connector(&name);
@@ -143,87 +143,103 @@ pub async fn run(pbx: Arc<Pbx>, store: Store) {
         if let Ok(s) = store.pbx_status(&name).await {
             metrics.set_pbx_outbox(&name, s.pending, s.parked);
         }
-        let wait = match store.outbox_next(&name).await {
+        let wait = match store.outbox_batch(&name, BATCH).await {
             Err(e) => {
                 warn!(error = %e, "reading the PBX outbox failed; trying again");
                 POLL
             }
-            Ok(None) => POLL,
-            Ok(Some(row)) => {
-                let now = now_ms();
-                if row.next_attempt_at > now {
-                    Duration::from_millis(u64::try_from(row.next_attempt_at - now).unwrap_or(0))
-                } else {
-                    let result =
-                        match tokio::time::timeout(timeout, pbx.deliver(&store, &row)).await {
-                            Ok(r) => r,
-                            Err(_) => Err(super::DeliveryError {
-                                transient: true,
-                                message: format!("no answer within {}s", timeout.as_secs()),
-                            }),
-                        };
-                    match result {
-                        Ok(()) => {
-                            if let Err(e) = store.outbox_delivered(&name, row.id).await {
-                                warn!(row = row.id, error = %e, "recording a delivery failed; \
-                                      the row will be sent again (deliveries are idempotent)");
-                                POLL
-                            } else {
-                                metrics.pbx_delivery(&name, "delivered");
-                                metrics.pbx_delivered_after(
-                                    &name,
-                                    Duration::from_millis(
-                                        u64::try_from(now_ms() - row.created_at).unwrap_or(0),
-                                    ),
-                                );
-                                if failing {
-                                    info!(row = row.id, "the PBX takes deliveries again");
-                                    failing = false;
-                                }
-                                continue;
-                            }
-                        }
-                        Err(e) => {
-                            let attempts = row.attempts.saturating_add(1);
-                            let park = !e.transient && attempts >= park_after;
-                            let delay = backoff(attempts);
-                            let next =
-                                now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                            if park {
-                                warn!(row = row.id, event = row.event.name(), error = %e,
-                                      "the PBX refused this change {attempts} times: parked. \
-                                       Fix the cause, then `selfprov pbx retry {name}`");
-                                metrics.pbx_delivery(&name, "parked");
-                            } else {
-                                if !failing || attempts == 1 {
-                                    warn!(row = row.id, event = row.event.name(), error = %e,
-                                          attempts, "delivery failed; retrying in {}s (later \
-                                          changes wait, in order)", delay.as_secs());
-                                }
-                                failing = true;
-                                metrics.pbx_delivery(&name, "retry");
-                            }
-                            if let Err(se) = store
-                                .outbox_failed(&name, row.id, &e.message, next, park)
-                                .await
-                            {
-                                warn!(row = row.id, error = %se, "recording a failed delivery \
-                                      failed");
-                            }
-                            if park {
-                                continue;
-                            }
-                            delay
-                        }
-                    }
-                }
-            }
+            Ok(rows) if rows.is_empty() => POLL,
+            Ok(rows) => match deliver_batch(&pbx, &store, &rows, &mut failing).await {
+                // All delivered (or the head parked): straight on with the next batch.
+                None => continue,
+                Some(wait) => wait,
+            },
         };
         tokio::select! {
             _ = wake.changed() => {}
             _ = tokio::time::sleep(wait.min(MAX_BACKOFF)) => {}
         }
     }
+}
+
+/// Delivers `rows` in order until one fails or must wait; retires the delivered ones in one
+/// transaction. `None`: carry on at once; `Some(wait)`: the head row waits that long.
+async fn deliver_batch(
+    pbx: &Pbx,
+    store: &Store,
+    rows: &[crate::store::OutboxRow],
+    failing: &mut bool,
+) -> Option<Duration> {
+    let name = pbx.name();
+    let metrics = crate::metrics::global();
+    let timeout = Duration::from_secs(pbx.config.timeout_secs);
+    let mut delivered: Vec<i64> = Vec::new();
+    let mut outcome = None;
+    for row in rows {
+        let now = now_ms();
+        if row.next_attempt_at > now {
+            outcome = Some(Duration::from_millis(
+                u64::try_from(row.next_attempt_at - now).unwrap_or(0),
+            ));
+            break;
+        }
+        let result = match tokio::time::timeout(timeout, pbx.deliver(store, row)).await {
+            Ok(r) => r,
+            Err(_) => Err(super::DeliveryError {
+                transient: true,
+                message: format!("no answer within {}s", timeout.as_secs()),
+            }),
+        };
+        match result {
+            Ok(()) => {
+                delivered.push(row.id);
+                metrics.pbx_delivery(name, "delivered");
+                metrics.pbx_delivered_after(
+                    name,
+                    Duration::from_millis(u64::try_from(now_ms() - row.created_at).unwrap_or(0)),
+                );
+                if *failing {
+                    info!(row = row.id, "the PBX takes deliveries again");
+                    *failing = false;
+                }
+            }
+            Err(e) => {
+                let attempts = row.attempts.saturating_add(1);
+                let park = !e.transient && attempts >= pbx.config.park_after;
+                let delay = backoff(attempts);
+                let next = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                if park {
+                    warn!(row = row.id, event = row.event.name(), error = %e,
+                          "the PBX refused this change {attempts} times: parked. Fix the \
+                           cause, then `selfprov pbx retry {name}`");
+                    metrics.pbx_delivery(name, "parked");
+                } else {
+                    if !*failing || attempts == 1 {
+                        warn!(row = row.id, event = row.event.name(), error = %e, attempts,
+                              "delivery failed; retrying in {}s (later changes wait, in order)",
+                              delay.as_secs());
+                    }
+                    *failing = true;
+                    metrics.pbx_delivery(name, "retry");
+                }
+                if let Err(se) = store
+                    .outbox_failed(name, row.id, &e.message, next, park)
+                    .await
+                {
+                    warn!(row = row.id, error = %se, "recording a failed delivery failed");
+                }
+                // A parked row is out of the way: the rows after it go on at once.
+                outcome = (!park).then_some(delay);
+                break;
+            }
+        }
+    }
+    if let Err(e) = store.outbox_delivered_many(name, &delivered).await {
+        warn!(error = %e, "recording deliveries failed; those rows will be sent again \
+              (deliveries are idempotent)");
+        return Some(POLL);
+    }
+    outcome
 }
 
 #[cfg(test)]

@@ -137,6 +137,25 @@ impl Store {
         })
     }
 
+    /// The connector's next rows to deliver, oldest first (at most `limit`, none parked).
+    pub async fn outbox_batch(
+        &self,
+        connector: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        with_pool!(self, |pool| {
+            let rows: Vec<RowTuple> = sqlx::query_as(concat!(
+                row_columns!(),
+                " WHERE connector = $1 AND parked_at IS NULL ORDER BY id LIMIT $2"
+            ))
+            .bind(connector)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter().map(decode).collect()
+        })
+    }
+
     /// The connector's rows, waiting and parked, oldest first (at most `limit`).
     pub async fn outbox_rows(
         &self,
@@ -158,20 +177,37 @@ impl Store {
 
     /// Row `id` reached the PBX: it goes, and the connector's status records the success.
     pub async fn outbox_delivered(&self, connector: &str, id: i64) -> Result<(), StoreError> {
+        self.outbox_delivered_many(connector, &[id]).await
+    }
+
+    /// Rows `ids` reached the PBX: they go in one transaction, and the connector's status
+    /// records the successes.
+    pub async fn outbox_delivered_many(
+        &self,
+        connector: &str,
+        ids: &[i64],
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let now = now_millis();
+        let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query("DELETE FROM pbx_outbox WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            for id in ids {
+                sqlx::query("DELETE FROM pbx_outbox WHERE id = $1")
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query(
-                "INSERT INTO pbx_status (connector, delivered, last_success_at) VALUES ($1, 1, $2) \
-                 ON CONFLICT (connector) DO UPDATE SET delivered = pbx_status.delivered + 1, \
+                "INSERT INTO pbx_status (connector, delivered, last_success_at) VALUES ($1, $3, $2) \
+                 ON CONFLICT (connector) DO UPDATE SET delivered = pbx_status.delivered + $3, \
                  last_success_at = $2",
             )
             .bind(connector)
             .bind(now)
+            .bind(n)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
