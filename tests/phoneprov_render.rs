@@ -787,6 +787,60 @@ mod from_store {
     }
 
     #[test]
+    fn a_pbx_serves_the_lines_in_every_vendors_file() {
+        let (l1, e1) = line(11, "1001", "John Doe");
+        let d = device(&[(1, 11, "1001", "")], DeviceType::Advanced);
+        let sl = [StoreLine {
+            line: &l1,
+            endpoint: &e1,
+        }];
+        let mut with_pbx = server();
+        with_pbx.pbx = Some(selfprov::pbx::LineRegistrar {
+            host: "10.9.8.7".into(),
+            port: 5070,
+            proxy: Some(("10.9.8.6".into(), 5080)),
+        });
+        // No template registrar: the PBX's, with the account its connector made (user =
+        // the number) and its outbound proxy.
+        let cfg = PhoneConfig::from_store(&d, &sl, None, &with_pbx).unwrap();
+        let a = &cfg.lines[0];
+        assert_eq!(
+            (a.registrar_host.as_str(), a.registrar_port),
+            ("10.9.8.7", 5070)
+        );
+        assert_eq!(
+            (a.auth_username.as_str(), a.password.as_str()),
+            ("1001", "secret11")
+        );
+        assert_eq!(a.proxy, Some(("10.9.8.6".into(), 5080)));
+        let r = Renderer::new().unwrap();
+        for kind in [
+            FileKind::CiscoDevice,
+            FileKind::YealinkDevice,
+            FileKind::PolycomUser,
+            FileKind::GrandstreamDevice,
+            FileKind::SnomDevice,
+        ] {
+            let text = r.render(&kind, &cfg).unwrap();
+            assert!(
+                text.contains("10.9.8.7"),
+                "{kind:?} names the PBX registrar:\n{text}"
+            );
+            assert!(text.contains("5070"), "{kind:?} names its port:\n{text}");
+            assert!(!text.contains("selfprov.example.net"), "{kind:?}:\n{text}");
+            assert!(
+                !text.contains("u11"),
+                "{kind:?} uses the number as digest user:\n{text}"
+            );
+        }
+        // A template that names a registrar still wins over the PBX's.
+        let t = template();
+        let cfg = PhoneConfig::from_store(&d, &sl, Some(&t), &with_pbx).unwrap();
+        assert_eq!(cfg.lines[0].registrar_host, "pbx.example.com");
+        assert_eq!(cfg.lines[0].auth_username, "u11");
+    }
+
+    #[test]
     fn refuses_incomplete_or_oversized_devices() {
         let (l1, e1) = line(11, "1001", "A");
         let sl = [StoreLine {

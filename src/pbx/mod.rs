@@ -250,3 +250,63 @@ pub fn line_registrar(list: &[PbxConfig]) -> Option<LineRegistrar> {
             .map(bare),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(kind: &str, extra: &str) -> PbxConfig {
+        toml::from_str(&format!(
+            "name = \"p\"\nkind = \"{kind}\"\nregistrar = \"10.0.0.2:5060\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn connectors_are_built_without_connecting() {
+        let ok = [
+            table("kamailio", "db_url = \"postgres://k:s@192.0.2.1/kamailio\""),
+            table("kamailio", "db_url = \"sqlite:///nonexistent/kamailio.db\""),
+            table(
+                "asterisk-realtime",
+                "db_url = \"postgres://a:s@192.0.2.1/asterisk\"",
+            ),
+            table(
+                "webhook",
+                "url = \"https://192.0.2.1/hook\"\nsecret = \"0123456789abcdef\"",
+            ),
+        ];
+        for c in &ok {
+            c.validate().unwrap();
+        }
+        assert_eq!(connectors(&ok).unwrap().len(), 4);
+        // A URL the driver cannot parse fails where `serve` would (and `config check`).
+        let bad = table(
+            "kamailio",
+            "db_url = \"postgres://k:s@host:notaport/kamailio\"",
+        );
+        bad.validate().unwrap();
+        let e = connectors(&[bad]).err().unwrap();
+        assert!(e.contains("\"p\"") && e.contains("db_url"), "{e}");
+    }
+
+    #[test]
+    fn the_first_table_gives_the_phones_registrar() {
+        let mut a = table(
+            "webhook",
+            "url = \"http://h/x\"\nsecret = \"0123456789abcdef\"",
+        );
+        a.registrar = "[2001:db8::2]:5070".into();
+        a.outbound_proxy = Some("10.0.0.3".into());
+        let r = line_registrar(&[a]).unwrap();
+        assert_eq!(
+            r,
+            LineRegistrar {
+                host: "2001:db8::2".into(),
+                port: 5070,
+                proxy: Some(("10.0.0.3".into(), 5060)),
+            }
+        );
+        assert_eq!(line_registrar(&[]), None);
+    }
+}
