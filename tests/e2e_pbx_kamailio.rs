@@ -5,7 +5,8 @@
 //!   writes its line's `subscriber` row; the phone's new file names Kamailio as the line's
 //!   registrar with the line's number as the digest user, and Kamailio accepts the REGISTER
 //!   made with those credentials; the device becomes `provisioned` when that registration shows
-//!   in Kamailio's `location` table (`watch_registrations`), not when the file is fetched;
+//!   in Kamailio's `location` table (`watch_registrations`), not when the file is fetched; a
+//!   resync asked for then reaches it through Kamailio;
 //!   after an unbinding (API) Kamailio refuses it;
 //! - two phones provision themselves from scratch, SIPp as a Yealink and baresip, and their
 //!   lines then call each other through Kamailio with audio both ways;
@@ -143,8 +144,9 @@ fn a_phone_provisioned_at_the_ivr_registers_its_line_at_kamailio() {
         password: password.clone(),
         config_url: String::new(),
     };
+    let line_port = ports::free_port();
     Sipp::new("phone_register.xml")
-        .port(ports::free_port())
+        .port(line_port)
         .key("user", &line.number)
         .key("expires", 300)
         .args(&["-au", &line.auth_name, "-ap", &line.password])
@@ -175,10 +177,39 @@ fn a_phone_provisioned_at_the_ivr_registers_its_line_at_kamailio() {
     assert_eq!(status[0]["pending"], 0, "{status:#}");
     assert!(status[0]["last_success_at"].is_string(), "{status:#}");
 
-    // Unbinding the phone (Wazo's GET /devices/{id}/autoprov) revokes the line at Kamailio.
+    // A resync asked for now reaches the phone through Kamailio: selfprov has no registration
+    // of the line, so the NOTIFY goes to 1001@127.0.0.1 at the PBX, which relays it.
     let out = server.cli(&["token", "create", "--name", "e2e"]);
     let token = out.stdout.trim().to_string();
     let id = server.devices()[0].raw["id"].as_i64().unwrap();
+    let notify = Sipp::new("phone_notify.xml")
+        .port(line_port)
+        .timeout_s(20)
+        .start(None, server.dir.path());
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = api(
+        server.api.unwrap(),
+        "POST",
+        &format!("/api/v1/devices/{id}/resync"),
+        &token,
+    );
+    assert_eq!(status, 202, "{body:#}");
+    let notify = notify.finish();
+    notify.assert_success("the resync NOTIFY through Kamailio");
+    assert!(
+        notify.logs.contains("resync: check-sync"),
+        "{}",
+        notify.logs
+    );
+    let outcome = wait_for(Duration::from_secs(10), || {
+        let o = server.devices()[0].raw["resync_outcome"]
+            .as_str()?
+            .to_string();
+        o.contains(" 200 from ").then_some(o)
+    });
+    assert!(outcome.is_some(), "{:#?}", server.devices()[0].raw);
+
+    // Unbinding the phone (Wazo's GET /devices/{id}/autoprov) revokes the line at Kamailio.
     let (status, body) = api(
         server.api.unwrap(),
         "GET",

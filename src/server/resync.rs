@@ -65,6 +65,55 @@ pub async fn run(
     }
 }
 
+/// When a PBX is configured (the first `[[pbx]]`), a target per line of the device: the line's
+/// address of record at the PBX (`sip:<number>@<domain>`), sent to the PBX's registrar over UDP.
+/// The PBX relays it to every contact registered for the line (the user's other phones on the
+/// line get the check-sync too, which is harmless). Empty without a PBX, or when the registrar's
+/// name does not resolve.
+async fn via_pbx(services: &Services, device: &crate::store::Device) -> Vec<Registration> {
+    let Some(pbx) = services.config.pbx.first() else {
+        return Vec::new();
+    };
+    let Some((host, port)) = crate::pbx::config::split_host_port(&pbx.registrar) else {
+        return Vec::new();
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match tokio::net::lookup_host((bare, port)).await {
+        Ok(mut found) => found.next(),
+        Err(e) => {
+            warn!(registrar = %pbx.registrar, error = %e, "the PBX registrar's address does not resolve: no resync NOTIFY through it");
+            None
+        }
+    };
+    let Some(addr) = addr else {
+        return Vec::new();
+    };
+    let domain = pbx.sip_domain();
+    let domain = if domain.contains(':') {
+        format!("[{domain}]")
+    } else {
+        domain
+    };
+    let mut out = Vec::new();
+    for line in &device.lines {
+        let Ok(to) = crate::sip::message::Uri::parse(&format!("sip:{}@{domain}", line.number))
+        else {
+            continue;
+        };
+        out.push(Registration {
+            contact: to,
+            peer: crate::sip::endpoint::Peer {
+                transport: crate::sip::endpoint::Transport::Udp,
+                addr,
+                conn: None,
+            },
+            call_id: String::new(),
+            path: Vec::new(),
+        });
+    }
+    out
+}
+
 /// Sends the resync NOTIFY to every live contact of the device's accounts and records the
 /// outcome on the device.
 pub async fn resync(services: &Services, sip: &mpsc::UnboundedSender<SipCommand>, device_id: i64) {
@@ -128,6 +177,11 @@ async fn resync_inner(
                 targets.push(c);
             }
         }
+    }
+    if targets.is_empty() {
+        // Lines registered at the site's PBX rather than here: the NOTIFY goes to each line's
+        // address of record through the PBX's registrar, which relays it to the line's contacts.
+        targets = via_pbx(services, &device).await;
     }
     if targets.is_empty() {
         crate::metrics::global().resync(ResyncResult::NotSent);
