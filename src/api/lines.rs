@@ -524,6 +524,19 @@ pub async fn dissociate_line_device(
         return Err(not_found_id("device", device));
     }
     if state.store.dissociate_line_device(line, device).await? {
+        // The line's password was rotated (the device that lost it keeps no working
+        // credentials): the devices still on it fetch the new one.
+        if let Some(tx) = &state.resync {
+            for other in state
+                .store
+                .get_line(line)
+                .await?
+                .map(|l| l.device_ids)
+                .unwrap_or_default()
+            {
+                let _ = tx.send(other);
+            }
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

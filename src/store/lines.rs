@@ -819,7 +819,8 @@ impl Store {
         })
     }
 
-    /// Takes a line off a device. False when it was not on it.
+    /// Takes a line off a device; the line's password is rotated (the device keeps no working
+    /// credentials for it) and the PBX connectors told. False when it was not on it.
     pub async fn dissociate_line_device(
         &self,
         line_id: i64,
