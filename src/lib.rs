@@ -14,6 +14,7 @@
 //! | [`langpack`] | the prompt catalogue and language packs: decode, resample, encode once at load |
 //! | [`ivr`] | the IVR dialogue state machine |
 //! | [`provisioning`] | identifying the calling phone, secrets (argon2), binding a phone to a user |
+//! | [`pbx`] | call-control connectors (Kamailio, Asterisk realtime, webhook): the outbox's events, their delivery, `pbx sync` |
 //! | [`phoneprov`] | per-vendor phone configuration files: the neutral view, templates, file-name routing |
 //! | [`store`] | the persistent store (SQLite by default) and its migrations |
 //! | [`config`] | the TOML configuration with its documented defaults |

@@ -95,7 +95,7 @@ pub enum PbxCommand {
     Sync {
         #[command(flatten)]
         config: ConfigArg,
-        /// The connector's name (the `name` of its [[pbx]] table).
+        /// The connector's name (the `name` of its `[[pbx]]` table).
         name: String,
         /// Only print the differences.
         #[arg(long)]

@@ -24,8 +24,13 @@
 //! The methods are spread over files by resource: `users.rs`, `devices.rs`, `binding.rs`,
 //! `lines.rs` (lines, SIP endpoints, associations), `templates.rs` (templates, profiles),
 //! `admin.rs` (settings, API tokens, audit), `autoprov.rs` (autoregistration, the registrar's
-//! credential lookup, config keys and the resync life of a phone), with the list helper in
-//! `list.rs`.
+//! credential lookup, config keys and the resync life of a phone), `outbox.rs` (the PBX outbox,
+//! the objects selfprov owns at each PBX, delivery status), with the list helper in `list.rs`.
+//!
+//! PBX outbox: every change a PBX must learn of (a binding, an unbinding, a line or endpoint
+//! edit, a deletion) writes its `pbx_outbox` rows inside its own write transaction, through the
+//! `*_in_tx!` macros below (`lines_changed_in_tx!`, `unbind_in_tx!`...), so a change and what
+//! the PBX is told commit or roll back together.
 
 mod error;
 mod migrations;
