@@ -7,10 +7,11 @@
 //! written in one transaction. Enumerated columns take SQL literals (never bound text), so
 //! they fit Asterisk's enum types whatever their names in a given schema version.
 
-use super::event::{LineState, PbxEvent};
-use super::{DeliveryError, SyncAction};
+use super::db::DbConnector;
+use super::event::LineState;
+use super::DeliveryError;
 use crate::pbx::PbxConfig;
-use crate::store::{OutboxRow, Store};
+use crate::store::Store;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub struct Asterisk {
 
 /// An endpoint as selfprov writes it (compared by `pbx sync`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Endpoint {
+pub(crate) struct Endpoint {
     context: String,
     allow: String,
     mailboxes: Option<String>,
@@ -89,7 +90,7 @@ impl Asterisk {
         }
     }
 
-    async fn read(&self, id: &str) -> Result<Option<Endpoint>, DeliveryError> {
+    async fn read_row(&self, id: &str) -> Result<Option<Endpoint>, DeliveryError> {
         type Row = (
             Option<String>,
             Option<String>,
@@ -117,7 +118,7 @@ impl Asterisk {
         }))
     }
 
-    async fn write(&self, id: &str, e: &Endpoint) -> Result<(), DeliveryError> {
+    async fn write_row(&self, id: &str, e: &Endpoint) -> Result<(), DeliveryError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query(
             "INSERT INTO ps_aors (id, max_contacts, remove_existing) VALUES ($1, $2, 'no') \
@@ -155,7 +156,7 @@ impl Asterisk {
         tx.commit().await.map_err(classify)
     }
 
-    async fn remove(&self, id: &str) -> Result<(), DeliveryError> {
+    async fn delete_row(&self, id: &str) -> Result<(), DeliveryError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         for sql in [
             "DELETE FROM ps_endpoints WHERE id = $1",
@@ -169,61 +170,6 @@ impl Asterisk {
                 .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)
-    }
-
-    async fn upsert(&self, store: &Store, line: &LineState) -> Result<(), DeliveryError> {
-        let id = line.number.as_str();
-        if id.len() > MAX_ID {
-            return Err(DeliveryError::permanent(format!(
-                "line {} ({id}) is longer than Asterisk's {MAX_ID}-character ids",
-                line.line_id
-            )));
-        }
-        let owned = store
-            .pbx_object(&self.name, line.line_id)
-            .await
-            .map_err(DeliveryError::store)?;
-        if owned.as_deref() != Some(id) {
-            if self.read(id).await?.is_some() {
-                return Err(DeliveryError::permanent(format!(
-                    "Asterisk already has PJSIP endpoint {id}, which selfprov did not create: \
-                     delete it there (or give line {} another number), then `selfprov pbx \
-                     retry {}`",
-                    line.line_id, self.name
-                )));
-            }
-            if let Some(old) = &owned {
-                self.remove(old).await?;
-            }
-            store
-                .set_pbx_object(&self.name, line.line_id, Some(id))
-                .await
-                .map_err(DeliveryError::store)?;
-        }
-        self.write(id, &self.endpoint(line)).await
-    }
-
-    async fn delete(&self, store: &Store, line_id: i64) -> Result<(), DeliveryError> {
-        let owned = store
-            .pbx_object(&self.name, line_id)
-            .await
-            .map_err(DeliveryError::store)?;
-        if let Some(id) = owned {
-            self.remove(&id).await?;
-            store
-                .set_pbx_object(&self.name, line_id, None)
-                .await
-                .map_err(DeliveryError::store)?;
-        }
-        Ok(())
-    }
-
-    pub async fn deliver(&self, store: &Store, row: &OutboxRow) -> Result<(), DeliveryError> {
-        match &row.event {
-            PbxEvent::LineUpserted(line) => self.upsert(store, line).await,
-            PbxEvent::LineDeleted { line_id, .. } => self.delete(store, *line_id).await,
-            PbxEvent::DeviceBound(_) | PbxEvent::DeviceUnbound(_) => Ok(()),
-        }
     }
 
     /// Contacts in Asterisk's `ps_contacts` (realtime) for the lines selfprov owns there.
@@ -254,75 +200,46 @@ impl Asterisk {
         }
         Ok(out)
     }
+}
 
-    pub async fn diff(
-        &self,
-        store: &Store,
-        live: &[LineState],
-    ) -> Result<Vec<SyncAction>, DeliveryError> {
-        let owned = store
-            .pbx_objects(&self.name)
-            .await
-            .map_err(DeliveryError::store)?;
-        let mut out = Vec::new();
-        for line in live {
-            let object = line.number.clone();
-            let mine = owned
-                .iter()
-                .any(|o| o.line_id == line.line_id && o.object == object);
-            match self.read(&object).await? {
-                None => out.push(SyncAction::Create {
-                    line_id: line.line_id,
-                    object,
-                }),
-                Some(_) if !mine => out.push(SyncAction::Conflict {
-                    line_id: line.line_id,
-                    object,
-                    reason: "the endpoint exists at the PBX and selfprov did not create it".into(),
-                }),
-                Some(have) if have != self.endpoint(line) => out.push(SyncAction::Update {
-                    line_id: line.line_id,
-                    object,
-                }),
-                Some(_) => {}
-            }
-        }
-        for o in &owned {
-            let live_id = live
-                .iter()
-                .find(|l| l.line_id == o.line_id)
-                .map(|l| &l.number);
-            if live_id != Some(&o.object) {
-                out.push(SyncAction::Delete {
-                    line_id: o.line_id,
-                    object: o.object.clone(),
-                });
-            }
-        }
-        Ok(out)
+impl DbConnector for Asterisk {
+    type Row = Endpoint;
+
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    pub async fn apply(
-        &self,
-        store: &Store,
-        live: &[LineState],
-        action: &SyncAction,
-    ) -> Result<(), DeliveryError> {
-        match action {
-            SyncAction::Create { line_id, .. } | SyncAction::Update { line_id, .. } => {
-                match live.iter().find(|l| l.line_id == *line_id) {
-                    Some(line) => self.upsert(store, line).await,
-                    None => Ok(()),
-                }
-            }
-            SyncAction::Delete { line_id, object } => {
-                self.remove(object).await?;
-                store
-                    .set_pbx_object(&self.name, *line_id, None)
-                    .await
-                    .map_err(DeliveryError::store)
-            }
-            SyncAction::Conflict { .. } | SyncAction::Send { .. } => Ok(()),
+    fn object(&self, line: &LineState) -> String {
+        line.number.clone()
+    }
+
+    fn describe(&self, object: &str) -> String {
+        format!("PJSIP endpoint {object}")
+    }
+
+    fn want(&self, line: &LineState) -> Endpoint {
+        self.endpoint(line)
+    }
+
+    fn check(&self, line: &LineState) -> Result<(), DeliveryError> {
+        if line.number.len() > MAX_ID {
+            return Err(DeliveryError::permanent(format!(
+                "line {} ({}) is longer than Asterisk's {MAX_ID}-character ids",
+                line.line_id, line.number
+            )));
         }
+        Ok(())
+    }
+
+    async fn read(&self, line: &LineState) -> Result<Option<Endpoint>, DeliveryError> {
+        self.read_row(&line.number).await
+    }
+
+    async fn write(&self, line: &LineState) -> Result<(), DeliveryError> {
+        self.write_row(&line.number, &self.endpoint(line)).await
+    }
+
+    async fn remove(&self, object: &str) -> Result<(), DeliveryError> {
+        self.delete_row(object).await
     }
 }

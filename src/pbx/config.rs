@@ -331,44 +331,34 @@ db_url = "sqlite:///var/lib/kamailio/kamailio.db"
         assert!(p.store_password);
     }
 
+    /// A webhook table with `extra` lines.
+    fn webhook(extra: &str) -> PbxConfig {
+        parse(&format!(
+            "[[pbx]]\nname = \"hook\"\nkind = \"webhook\"\nregistrar = \"10.0.0.2:5060\"\n\
+             url = \"http://127.0.0.1:9/x\"\n{extra}"
+        ))
+    }
+
     #[test]
     fn errors_name_the_table_and_key() {
-        let p = parse(
-            r#"[[pbx]]
-name = "kam"
-kind = "kamailio"
-registrar = "10.0.0.2:5060"
-"#,
-        );
+        let p =
+            parse("[[pbx]]\nname = \"kam\"\nkind = \"kamailio\"\nregistrar = \"10.0.0.2:5060\"\n");
         let e = p.validate().unwrap_err();
         assert!(e.contains("\"kam\"") && e.contains("db_url"), "{e}");
-        let p = parse(
-            r#"[[pbx]]
-name = "hook"
-kind = "webhook"
-registrar = "10.0.0.2:5060"
-url = "http://127.0.0.1:9/x"
-secret = "0123456789abcdef"
-db_url = "postgres://x"
-"#,
-        );
-        let e = p.validate().unwrap_err();
+        let e = webhook("secret = \"0123456789abcdef\"\ndb_url = \"postgres://x\"")
+            .validate()
+            .unwrap_err();
         assert!(e.contains("db_url") && e.contains("webhook"), "{e}");
-        let p = parse(
-            r#"[[pbx]]
-name = "hook"
-kind = "webhook"
-registrar = "10.0.0.2:5060"
-url = "http://127.0.0.1:9/x"
-secret = "short"
-"#,
-        );
-        assert!(p.validate().unwrap_err().contains("secret"));
-        let a = p.clone();
-        let mut b = p;
-        b.secret = Some("0123456789abcdef".into());
-        let mut a = a;
-        a.secret = b.secret.clone();
-        assert!(validate_all(&[a, b]).unwrap_err().contains("unique"));
+        let e = webhook("secret = \"short\"").validate().unwrap_err();
+        assert!(e.contains("secret"), "{e}");
+        let e = webhook("secret = \"0123456789abcdef\"\nwatch_registrations = true")
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("watch_registrations"), "{e}");
+        let ok = webhook("secret = \"0123456789abcdef\"");
+        ok.validate().unwrap();
+        assert!(validate_all(&[ok.clone(), ok])
+            .unwrap_err()
+            .contains("unique"));
     }
 }

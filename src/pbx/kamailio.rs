@@ -9,10 +9,11 @@
 //! MD5(username:domain:password) and `ha1b` = MD5(username@domain:domain:password), the
 //! realm being the domain as in Kamailio's default configuration.
 
-use super::event::{LineState, PbxEvent};
-use super::{DeliveryError, SyncAction};
+use super::db::DbConnector;
+use super::event::LineState;
+use super::DeliveryError;
 use crate::pbx::PbxConfig;
-use crate::store::{OutboxRow, Store};
+use crate::store::Store;
 use md5::{Digest, Md5};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
@@ -36,7 +37,7 @@ pub struct Kamailio {
 
 /// A subscriber row as selfprov writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Subscriber {
+pub(crate) struct Subscriber {
     username: String,
     password: String,
     ha1: String,
@@ -114,7 +115,7 @@ impl Kamailio {
         })
     }
 
-    fn object(&self, username: &str) -> String {
+    fn object_key(&self, username: &str) -> String {
         format!("{username}@{}", self.domain)
     }
 
@@ -133,7 +134,7 @@ impl Kamailio {
     }
 
     /// The subscriber row for `username` in our domain, if any.
-    async fn read(&self, username: &str) -> Result<Option<Subscriber>, DeliveryError> {
+    async fn read_row(&self, username: &str) -> Result<Option<Subscriber>, DeliveryError> {
         on_pool!(self, |pool| {
             let row: Option<(String, String, String, String)> = sqlx::query_as(
                 "SELECT username, password, ha1, ha1b FROM subscriber \
@@ -153,7 +154,7 @@ impl Kamailio {
         })
     }
 
-    async fn write(&self, s: &Subscriber) -> Result<(), DeliveryError> {
+    async fn write_row(&self, s: &Subscriber) -> Result<(), DeliveryError> {
         on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO subscriber (username, domain, password, ha1, ha1b) \
@@ -173,7 +174,7 @@ impl Kamailio {
     }
 
     /// Deletes the row named by an object key (`username@domain`) selfprov owns.
-    async fn remove(&self, object: &str) -> Result<(), DeliveryError> {
+    async fn delete_row(&self, object: &str) -> Result<(), DeliveryError> {
         let (user, domain) = object.rsplit_once('@').unwrap_or((object, &self.domain));
         on_pool!(self, |pool| {
             sqlx::query("DELETE FROM subscriber WHERE username = $1 AND domain = $2")
@@ -184,62 +185,6 @@ impl Kamailio {
                 .map_err(classify)?;
             Ok(())
         })
-    }
-
-    async fn upsert(&self, store: &Store, line: &LineState) -> Result<(), DeliveryError> {
-        if line.number.len() > MAX_FIELD || self.domain.len() > MAX_FIELD {
-            return Err(DeliveryError::permanent(format!(
-                "line {} ({}@{}) does not fit Kamailio's subscriber columns (64 characters)",
-                line.line_id, line.number, self.domain
-            )));
-        }
-        let object = self.object(&line.number);
-        let owned = store
-            .pbx_object(&self.name, line.line_id)
-            .await
-            .map_err(DeliveryError::store)?;
-        if owned.as_deref() != Some(object.as_str()) {
-            if self.read(&line.number).await?.is_some() {
-                return Err(DeliveryError::permanent(format!(
-                    "Kamailio already has subscriber {object}, which selfprov did not create: \
-                     delete it there (or give line {} another number), then `selfprov pbx \
-                     retry {}`",
-                    line.line_id, self.name
-                )));
-            }
-            if let Some(old) = &owned {
-                // The line was renumbered: its old account goes.
-                self.remove(old).await?;
-            }
-            store
-                .set_pbx_object(&self.name, line.line_id, Some(&object))
-                .await
-                .map_err(DeliveryError::store)?;
-        }
-        self.write(&self.subscriber(line)).await
-    }
-
-    async fn delete(&self, store: &Store, line_id: i64) -> Result<(), DeliveryError> {
-        let owned = store
-            .pbx_object(&self.name, line_id)
-            .await
-            .map_err(DeliveryError::store)?;
-        if let Some(object) = owned {
-            self.remove(&object).await?;
-            store
-                .set_pbx_object(&self.name, line_id, None)
-                .await
-                .map_err(DeliveryError::store)?;
-        }
-        Ok(())
-    }
-
-    pub async fn deliver(&self, store: &Store, row: &OutboxRow) -> Result<(), DeliveryError> {
-        match &row.event {
-            PbxEvent::LineUpserted(line) => self.upsert(store, line).await,
-            PbxEvent::LineDeleted { line_id, .. } => self.delete(store, *line_id).await,
-            PbxEvent::DeviceBound(_) | PbxEvent::DeviceUnbound(_) => Ok(()),
-        }
     }
 
     /// Contacts in Kamailio's `location` table (usrloc writing to the database) for the lines
@@ -285,79 +230,47 @@ impl Kamailio {
         }
         Ok(out)
     }
+}
 
-    /// What differs between the live lines and the rows selfprov owns at Kamailio.
-    pub async fn diff(
-        &self,
-        store: &Store,
-        live: &[LineState],
-    ) -> Result<Vec<SyncAction>, DeliveryError> {
-        let owned = store
-            .pbx_objects(&self.name)
-            .await
-            .map_err(DeliveryError::store)?;
-        let mut out = Vec::new();
-        for line in live {
-            let object = self.object(&line.number);
-            let mine = owned
-                .iter()
-                .any(|o| o.line_id == line.line_id && o.object == object);
-            let want = self.subscriber(line);
-            match self.read(&line.number).await? {
-                None => out.push(SyncAction::Create {
-                    line_id: line.line_id,
-                    object,
-                }),
-                Some(_) if !mine => out.push(SyncAction::Conflict {
-                    line_id: line.line_id,
-                    object,
-                    reason: "the row exists at the PBX and selfprov did not create it".into(),
-                }),
-                Some(have) if have != want => out.push(SyncAction::Update {
-                    line_id: line.line_id,
-                    object,
-                }),
-                Some(_) => {}
-            }
-        }
-        for o in &owned {
-            let live_object = live
-                .iter()
-                .find(|l| l.line_id == o.line_id)
-                .map(|l| self.object(&l.number));
-            if live_object.as_deref() != Some(o.object.as_str()) {
-                out.push(SyncAction::Delete {
-                    line_id: o.line_id,
-                    object: o.object.clone(),
-                });
-            }
-        }
-        Ok(out)
+impl DbConnector for Kamailio {
+    type Row = Subscriber;
+
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Applies one difference found by [`Kamailio::diff`].
-    pub async fn apply(
-        &self,
-        store: &Store,
-        live: &[LineState],
-        action: &SyncAction,
-    ) -> Result<(), DeliveryError> {
-        match action {
-            SyncAction::Create { line_id, .. } | SyncAction::Update { line_id, .. } => {
-                match live.iter().find(|l| l.line_id == *line_id) {
-                    Some(line) => self.upsert(store, line).await,
-                    None => Ok(()),
-                }
-            }
-            SyncAction::Delete { line_id, object } => {
-                self.remove(object).await?;
-                store
-                    .set_pbx_object(&self.name, *line_id, None)
-                    .await
-                    .map_err(DeliveryError::store)
-            }
-            SyncAction::Conflict { .. } | SyncAction::Send { .. } => Ok(()),
+    fn object(&self, line: &LineState) -> String {
+        self.object_key(&line.number)
+    }
+
+    fn describe(&self, object: &str) -> String {
+        format!("subscriber {object}")
+    }
+
+    fn want(&self, line: &LineState) -> Subscriber {
+        self.subscriber(line)
+    }
+
+    fn check(&self, line: &LineState) -> Result<(), DeliveryError> {
+        if line.number.len() > MAX_FIELD || self.domain.len() > MAX_FIELD {
+            return Err(DeliveryError::permanent(format!(
+                "line {} ({}@{}) does not fit Kamailio's subscriber columns (64 characters)",
+                line.line_id, line.number, self.domain
+            )));
         }
+        Ok(())
+    }
+
+    async fn read(&self, line: &LineState) -> Result<Option<Subscriber>, DeliveryError> {
+        self.read_row(&line.number).await
+    }
+
+    async fn write(&self, line: &LineState) -> Result<(), DeliveryError> {
+        self.write_row(&self.subscriber(line)).await
+    }
+
+    async fn remove(&self, object: &str) -> Result<(), DeliveryError> {
+        self.delete_row(object).await
     }
 }
 
@@ -395,6 +308,6 @@ mod tests {
             s.password, "",
             "store_password = false keeps only the hashes"
         );
-        assert_eq!(k.object("1001"), "1001@127.0.0.1");
+        assert_eq!(k.object_key("1001"), "1001@127.0.0.1");
     }
 }

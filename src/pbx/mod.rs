@@ -16,6 +16,7 @@
 
 pub mod asterisk;
 pub mod config;
+mod db;
 pub mod event;
 pub mod kamailio;
 pub mod webhook;
@@ -139,8 +140,8 @@ impl Pbx {
     /// Sends one outbox row.
     pub async fn deliver(&self, store: &Store, row: &OutboxRow) -> Result<(), DeliveryError> {
         match &self.connector {
-            Connector::Kamailio(k) => k.deliver(store, row).await,
-            Connector::Asterisk(a) => a.deliver(store, row).await,
+            Connector::Kamailio(k) => db::deliver(k, store, row).await,
+            Connector::Asterisk(a) => db::deliver(a, store, row).await,
             Connector::Webhook(w) => w.deliver(row).await,
         }
     }
@@ -166,8 +167,8 @@ impl Pbx {
         live: &[LineState],
     ) -> Result<Vec<SyncAction>, DeliveryError> {
         match &self.connector {
-            Connector::Kamailio(k) => k.diff(store, live).await,
-            Connector::Asterisk(a) => a.diff(store, live).await,
+            Connector::Kamailio(k) => db::diff(k, store, live).await,
+            Connector::Asterisk(a) => db::diff(a, store, live).await,
             Connector::Webhook(_) => Ok(live
                 .iter()
                 .map(|l| SyncAction::Send {
@@ -203,8 +204,8 @@ impl Pbx {
         }
         for a in &actions {
             let r = match &self.connector {
-                Connector::Kamailio(k) => k.apply(store, &live, a).await,
-                Connector::Asterisk(x) => x.apply(store, &live, a).await,
+                Connector::Kamailio(k) => db::apply(k, store, &live, a).await,
+                Connector::Asterisk(x) => db::apply(x, store, &live, a).await,
                 Connector::Webhook(_) => Ok(()),
             };
             r.map_err(|e| format!("{}: {a:?}: {e}", self.name()))?;

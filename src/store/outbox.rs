@@ -125,16 +125,7 @@ impl Store {
 
     /// The connector's next row to deliver: its oldest row that is not parked.
     pub async fn outbox_next(&self, connector: &str) -> Result<Option<OutboxRow>, StoreError> {
-        with_pool!(self, |pool| {
-            let row: Option<RowTuple> = sqlx::query_as(concat!(
-                row_columns!(),
-                " WHERE connector = $1 AND parked_at IS NULL ORDER BY id LIMIT 1"
-            ))
-            .bind(connector)
-            .fetch_optional(pool)
-            .await?;
-            row.map(decode).transpose()
-        })
+        Ok(self.outbox_batch(connector, 1).await?.pop())
     }
 
     /// The connector's next rows to deliver, oldest first (at most `limit`, none parked).
@@ -143,17 +134,7 @@ impl Store {
         connector: &str,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        with_pool!(self, |pool| {
-            let rows: Vec<RowTuple> = sqlx::query_as(concat!(
-                row_columns!(),
-                " WHERE connector = $1 AND parked_at IS NULL ORDER BY id LIMIT $2"
-            ))
-            .bind(connector)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?;
-            rows.into_iter().map(decode).collect()
-        })
+        self.outbox_select(connector, limit, false).await
     }
 
     /// The connector's rows, waiting and parked, oldest first (at most `limit`).
@@ -162,15 +143,29 @@ impl Store {
         connector: &str,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        with_pool!(self, |pool| {
-            let rows: Vec<RowTuple> = sqlx::query_as(concat!(
+        self.outbox_select(connector, limit, true).await
+    }
+
+    async fn outbox_select(
+        &self,
+        connector: &str,
+        limit: u32,
+        parked_too: bool,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = if parked_too {
+            concat!(row_columns!(), " WHERE connector = $1 ORDER BY id LIMIT $2")
+        } else {
+            concat!(
                 row_columns!(),
-                " WHERE connector = $1 ORDER BY id LIMIT $2"
-            ))
-            .bind(connector)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?;
+                " WHERE connector = $1 AND parked_at IS NULL ORDER BY id LIMIT $2"
+            )
+        };
+        with_pool!(self, |pool| {
+            let rows: Vec<RowTuple> = sqlx::query_as(sql)
+                .bind(connector)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
             rows.into_iter().map(decode).collect()
         })
     }
