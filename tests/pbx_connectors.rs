@@ -3,6 +3,7 @@
 //! - webhook: an HTTP receiver in the test checks each event's HMAC-SHA256 signature, sees the
 //!   events in the order the changes were made, and answers the first one 500: it comes again
 //!   with the same idempotency key, and the rest follow only after it;
+//! - kamailio on PostgreSQL (Kamailio's own schema): rows written and removed;
 //! - asterisk-realtime (PostgreSQL): the `ps_aors`, `ps_auths` and `ps_endpoints` rows of a
 //!   binding fit Asterisk's schema (types, keys, enum columns) and go with the unbinding; a row
 //!   selfprov did not create is left alone and reported by `pbx sync`.
@@ -494,4 +495,74 @@ async fn kamailio_rows_follow_the_lines_and_sync_mends_hand_edits() {
         .map(|r| r.0)
         .collect();
     assert_eq!(names, ["1002", "9999"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: `. scripts/pg-test-env.sh`, then `cargo test --test pbx_connectors -- --include-ignored`"]
+async fn kamailio_on_postgresql_gets_its_subscriber_rows() {
+    use sqlx::{Connection, PgConnection};
+    let admin_url = std::env::var("SELFPROV_TEST_POSTGRES_URL")
+        .expect("SELFPROV_TEST_POSTGRES_URL: source scripts/pg-test-env.sh first");
+    let name = format!("selfprov_kam{}", std::process::id());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    // Letters, digits and '_' only: safe to splice.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    let url = format!("{base}/{name}");
+    // Kamailio's own PostgreSQL schema, as Debian's kamailio-postgres-modules ships it.
+    common::kamailio::create_pg_schema(&url).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap()
+        .with_pbx_connectors(vec!["kam".into()]);
+    store.add_user(user("jdoe", "1001")).await.unwrap();
+    let d = store
+        .bind_device(&identity("0004F2000001"), "jdoe", AuthMethod::Pin)
+        .await
+        .unwrap();
+    let kam = pbx(&format!(
+        "name = \"kam\"\nkind = \"kamailio\"\nregistrar = \"127.0.0.1:5060\"\n\
+         domain = \"voice.example\"\ndb_url = \"{url}\""
+    ));
+    drain(&kam, &store).await;
+    let mut c = PgConnection::connect(&url).await.unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT username, domain, password FROM subscriber")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    let line = store
+        .get_line(d.lines[0].line_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let sip = store
+        .get_sip_endpoint(line.sip_endpoint_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [(
+            "1001".to_string(),
+            "voice.example".to_string(),
+            sip.password
+        )]
+    );
+    assert!(kam.sync(&store, true).await.unwrap().is_empty(), "in step");
+    store.unbind_device(d.id, "test").await.unwrap();
+    drain(&kam, &store).await;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscriber")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    c.close().await.unwrap();
+    common::pg::drop_database(&admin_url, &name).await;
 }

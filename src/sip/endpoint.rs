@@ -587,14 +587,7 @@ impl Endpoint {
             })
             .map(|(id, _)| *id)
             .collect();
-        for id in failed {
-            if let Some(tx) = self.remove_client(id) {
-                if tx.reports_end {
-                    self.end_call(tx.call, EndReason::TransportError);
-                }
-                self.report_request_done(id, &tx.method, None);
-            }
-        }
+        self.fail_client_txs(failed);
         if let Some(r) = self.registrar.as_mut() {
             r.connection_closed(conn);
         }
@@ -626,6 +619,19 @@ impl Endpoint {
         self.purge_stale();
     }
 
+    /// Our requests `ids` can no longer be sent or answered (their transport failed): each
+    /// ends as a transport error (no final response), and a call waiting on it ends.
+    fn fail_client_txs(&mut self, ids: Vec<u64>) {
+        for id in ids {
+            if let Some(tx) = self.remove_client(id) {
+                if tx.reports_end {
+                    self.end_call(tx.call, EndReason::TransportError);
+                }
+                self.report_request_done(id, &tx.method, None);
+            }
+        }
+    }
+
     /// No TCP connection could be opened to `addr`: our requests waiting to go there (sent
     /// with `conn: None`) fail now rather than at timer F, as if their connection had closed.
     pub fn connect_failed(&mut self, addr: SocketAddr) {
@@ -640,14 +646,7 @@ impl Endpoint {
             })
             .map(|(id, _)| *id)
             .collect();
-        for id in failed {
-            if let Some(tx) = self.remove_client(id) {
-                if tx.reports_end {
-                    self.end_call(tx.call, EndReason::TransportError);
-                }
-                self.report_request_done(id, &tx.method, None);
-            }
-        }
+        self.fail_client_txs(failed);
         self.purge_stale();
     }
 
