@@ -751,19 +751,57 @@ async fn settings_get_and_put() {
             .unwrap()
             .admin_code_hash
             .is_some());
-        api.put("/api/v1/selfprov/settings", json!({"admin_code": ""}))
-            .await
-            .expect(204);
+        // A pack that is not installed: the server could not load it.
+        let r = api
+            .put("/api/v1/selfprov/settings", json!({"languages": ["it-IT"]}))
+            .await;
+        assert_eq!(r.status.as_u16(), 422, "{}", r.text);
+        assert!(
+            r.text.contains("it-IT") && r.text.contains("en-US, es-ES, fr-FR"),
+            "names the missing pack and the installed ones: {}",
+            r.text
+        );
+        // The admin mode cannot lose its code: the server could not start with that.
+        let r = api
+            .put("/api/v1/selfprov/settings", json!({"admin_code": ""}))
+            .await;
+        assert_eq!(r.status.as_u16(), 422, "{}", r.text);
+        assert_eq!(r.body["field"], "admin_code", "{}", r.text);
+        api.put(
+            "/api/v1/selfprov/settings",
+            json!({"admin_code": "", "auth_mode": "secure-users"}),
+        )
+        .await
+        .expect(204);
         assert_eq!(
             api.get("/api/v1/selfprov/settings").await.body["has_admin_code"],
             false
         );
+        let r = api
+            .put(
+                "/api/v1/selfprov/settings",
+                json!({"auth_mode": "secure-users-and-admins"}),
+            )
+            .await;
+        assert_eq!(
+            r.status.as_u16(),
+            422,
+            "admin mode without a code: {}",
+            r.text
+        );
+        api.put(
+            "/api/v1/selfprov/settings",
+            json!({"auth_mode": "secure-users-and-admins", "admin_code": "13579"}),
+        )
+        .await
+        .expect(204);
         // Refusals name the field and change nothing.
         for (body, field) in [
             (json!({"auth_mode": "open"}), "auth_mode"),
             (json!({"admin_code": "12a"}), "admin_code"),
             (json!({"admin_code": 1234}), "admin_code"),
             (json!({"languages": []}), "languages"),
+            (json!({"languages": ["en-US", "it-IT"]}), "languages"),
             (
                 json!({"languages": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]}),
                 "languages",

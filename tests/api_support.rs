@@ -118,7 +118,9 @@ impl Api {
         let (_, token) = store.create_api_token("api tests").await.unwrap();
         Api {
             backend,
-            router: router(ApiState::new(store.clone())),
+            router: router(ApiState::new(store.clone()).with_langpacks(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lang-packs"),
+            )),
             store,
             token,
         }

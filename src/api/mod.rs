@@ -53,6 +53,9 @@ pub struct ApiState {
     pub reload: Option<crate::server::prompts::ReloadSender>,
     /// The configured PBX connectors (`[[pbx]]`).
     pub pbx: PbxList,
+    /// The language packs folder (`langpacks.dir`): `languages` naming a pack not installed
+    /// there are refused. None: not checked (tests of the API alone).
+    pub langpacks: Option<std::path::PathBuf>,
 }
 
 /// The configured PBX connectors, shared by the handlers.
@@ -74,7 +77,14 @@ impl ApiState {
             resync: None,
             reload: None,
             pbx: PbxList::default(),
+            langpacks: None,
         }
+    }
+
+    /// Settings naming a language pack that is not installed in `dir` are refused.
+    pub fn with_langpacks(mut self, dir: std::path::PathBuf) -> Self {
+        self.langpacks = Some(dir);
+        self
     }
 
     /// The connectors `/pbx` reports on and syncs.

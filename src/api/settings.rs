@@ -183,6 +183,9 @@ pub async fn update_settings(
             Some(hash)
         }
     };
+    if let Some(dir) = &state.langpacks {
+        check_installed(dir, &merged.languages)?;
+    }
     let Settings {
         auth_mode,
         has_admin_code: _,
@@ -211,4 +214,37 @@ pub async fn update_settings(
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses languages whose pack is not installed in `dir` (its manifest does not load): the
+/// server could not start with them, nor reload.
+fn check_installed(dir: &std::path::Path, languages: &[String]) -> Result<(), ApiError> {
+    for tag in languages {
+        if crate::langpack::PackManifest::load(&dir.join(tag)).is_err() {
+            let mut installed: Vec<String> = std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .filter(|e| e.path().join(crate::langpack::MANIFEST_FILE).is_file())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            installed.sort();
+            return Err(ApiError::invalid(
+                "languages",
+                format!(
+                    "no language pack {tag} is installed in {}: install it there (docs/lang-packs.md) \
+                     or choose among the installed packs: {}",
+                    dir.display(),
+                    if installed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        installed.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

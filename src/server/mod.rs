@@ -146,7 +146,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::api::ApiState::new(services.store.clone())
             .with_resync(services.resync.clone())
             .with_reload(reload_tx)
-            .with_pbx(pbxs.clone()),
+            .with_pbx(pbxs.clone())
+            .with_langpacks(services.config.langpacks.dir.clone()),
     ));
 
     let prov_listener = TcpListener::bind(services.config.provisioning.http_listen)

@@ -426,6 +426,14 @@ fn validate_settings(s: &SelfProvSettings) -> Result<(), StoreError> {
             "must be an argon2 PHC string (hash the code first)".into(),
         );
     }
+    if s.auth_mode == "secure-users-and-admins" && s.admin_code_hash.is_none() {
+        return invalid(
+            "admin_code",
+            "auth_mode secure-users-and-admins needs an admin code: set admin_code (1 to 20 \
+             digits) in the same change, or choose secure-users"
+                .into(),
+        );
+    }
     if s.ivr_extensions.is_empty() || s.ivr_extensions.len() > 16 {
         return invalid("ivr_extensions", "give 1 to 16 extensions".into());
     }
