@@ -363,3 +363,45 @@ fn secret_hash_reads_digits_and_prints_a_phc_string() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// `config check` fails wherever `serve` would, and says why; it writes nothing.
+#[test]
+fn config_check_fails_wherever_serve_would() {
+    let e = env();
+    let out = e.ok(&["config", "check"]);
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(
+        out.contains("language packs: en-US"),
+        "the packs are loaded: {out}"
+    );
+    assert!(out.contains("store: none yet"), "{out}");
+    assert!(!e.db.exists(), "config check creates no store");
+    let base = std::fs::read_to_string(&e.config).unwrap();
+    let with = |extra: &str| {
+        std::fs::write(&e.config, format!("{base}{extra}")).unwrap();
+        let err = e.fails(&["config", "check"]);
+        std::fs::write(&e.config, &base).unwrap();
+        err
+    };
+    let err = with("[ivr]\nlanguages = [\"en-US\", \"it-IT\"]\n");
+    assert!(err.contains("it-IT"), "names the missing pack: {err}");
+    let err = with("[ivr]\nauth_mode = \"secure-users-and-admins\"\n");
+    assert!(err.contains("admin code"), "{err}");
+    let err = with(
+        "[[pbx]]\nname = \"kam\"\nkind = \"kamailio\"\nregistrar = \"10.0.0.2:5060\"\n\
+         db_url = \"postgres://k:s@host:notaport/kamailio\"\n",
+    );
+    assert!(err.contains("pbx") && err.contains("db_url"), "{err}");
+    // With a store, its settings are what is checked.
+    e.ok(&[
+        "settings",
+        "update",
+        "--data",
+        r#"{"languages": ["fr-FR", "en-US"]}"#,
+    ]);
+    let out = e.ok(&["config", "check"]);
+    assert!(
+        out.contains("fr-FR") && out.contains("store: sqlite"),
+        "{out}"
+    );
+}

@@ -454,11 +454,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Check(c)) => {
             let config = load_config(&c)?;
-            // The connectors as `serve` builds them (a db_url the database driver refuses
-            // fails here too); nothing is connected.
-            runtime()?
-                .block_on(async { crate::pbx::connectors(&config.pbx) })
-                .map_err(|e| anyhow::anyhow!("config key `pbx`: {e}"))?;
+            // What serve checks before it binds a socket, so that `config check` fails
+            // wherever `serve` would (nothing is written, no socket bound).
+            for line in runtime()?.block_on(crate::server::preflight(&config))? {
+                println!("{line}");
+            }
             println!("configuration OK");
             println!("{config:#?}");
             Ok(())

@@ -237,6 +237,60 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `serve` checks before it binds a socket, run without serving (`selfprov config check`):
+/// the PBX connectors, the phone template overrides, the self-provisioning settings as `serve`
+/// would start with them (the store's, when it exists, with the config file's `[ivr]` keys
+/// applied; nothing is written) and every language pack they name, decoded as `serve` decodes
+/// them. Returns a line per check for the caller to print.
+pub async fn preflight(config: &Config) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    let pbxs = crate::pbx::connectors(&config.pbx)
+        .map_err(|e| anyhow::anyhow!("config key `pbx`: {e}"))?;
+    done.push(format!("PBX connectors: {}", pbxs.len()));
+    crate::phoneprov::Renderer::with_overrides(config.provisioning.templates_dir.as_deref())
+        .with_context(|| {
+            format!(
+                "loading the phone config templates (config key provisioning.templates_dir = {:?})",
+                config.provisioning.templates_dir
+            )
+        })?;
+    done.push("phone config templates: OK".into());
+    let url = &config.store.url;
+    let existing = match url.strip_prefix("sqlite://") {
+        Some(path) if !path.starts_with(":memory:") => std::path::Path::new(path).exists(),
+        Some(_) => false,
+        None => !url.starts_with("sqlite:"),
+    };
+    let stored = if existing {
+        let store = Store::open(url)
+            .await
+            .with_context(|| format!("opening the store at {url} (config key store.url)"))?;
+        let s = store
+            .get_settings()
+            .await
+            .context("reading the self-provisioning settings")?;
+        store.close().await;
+        done.push(format!("store: {} ({url})", store.backend_name()));
+        s
+    } else {
+        done.push(format!("store: none yet at {url} (created on first start)"));
+        crate::store::SelfProvSettings::default()
+    };
+    let (merged, _) = settings::merge_config(stored, &config.ivr).await?;
+    settings::IvrRuntime::from_stored(&merged)?;
+    let prompts = prompts::Prompts::load(
+        config.langpacks.dir.clone(),
+        config.langpacks.catalogue.clone(),
+        merged.languages.clone(),
+    )
+    .await?;
+    done.push(format!(
+        "language packs: {}",
+        prompts::summary(&prompts.current())
+    ));
+    Ok(done)
+}
+
 /// Reloads the language packs on SIGHUP, on an API request, and when the stored languages
 /// change. A failed reload is logged (and answered to the API) and the packs in service stay.
 async fn reload_loop(

@@ -46,7 +46,7 @@ impl std::fmt::Debug for IvrRuntime {
 }
 
 impl IvrRuntime {
-    fn from_stored(s: &SelfProvSettings) -> anyhow::Result<IvrRuntime> {
+    pub fn from_stored(s: &SelfProvSettings) -> anyhow::Result<IvrRuntime> {
         let auth_mode = s
             .auth_mode
             .parse::<AuthMode>()
@@ -64,10 +64,30 @@ impl IvrRuntime {
 /// Writes the `[ivr]` keys present in the config file into the stored settings (no write when
 /// they already match). A plain admin code is hashed before it is stored.
 pub async fn apply_config(store: &Store, ivr: &IvrConfig) -> anyhow::Result<()> {
-    let mut s = store
+    let stored = store
         .get_settings()
         .await
         .context("reading the self-provisioning settings")?;
+    let (s, changed) = merge_config(stored, ivr).await?;
+    if !changed.is_empty() {
+        store.update_settings(s).await.with_context(|| {
+            format!(
+                "storing the config file's {} in the self-provisioning settings",
+                changed.join(", ")
+            )
+        })?;
+        tracing::info!(keys = ?changed, "config file values written to the self-provisioning settings");
+    }
+    Ok(())
+}
+
+/// The settings `s` with the config file's `[ivr]` keys applied, and the keys that changed
+/// them; fails where they cannot run (the admin mode without a code). Writes nothing (`config
+/// check` uses it too).
+pub async fn merge_config(
+    mut s: SelfProvSettings,
+    ivr: &IvrConfig,
+) -> anyhow::Result<(SelfProvSettings, Vec<&'static str>)> {
     let mut changed = Vec::new();
     if let Some(mode) = ivr.auth_mode {
         if s.auth_mode != mode.as_str() {
@@ -128,16 +148,7 @@ pub async fn apply_config(store: &Store, ivr: &IvrConfig) -> anyhow::Result<()> 
              config file, or the admin code with `selfprov settings update`"
         );
     }
-    if !changed.is_empty() {
-        store.update_settings(s).await.with_context(|| {
-            format!(
-                "storing the config file's {} in the self-provisioning settings",
-                changed.join(", ")
-            )
-        })?;
-        tracing::info!(keys = ?changed, "config file values written to the self-provisioning settings");
-    }
-    Ok(())
+    Ok((s, changed))
 }
 
 /// Reads the settings and keeps them current in the background.
