@@ -455,7 +455,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check(c)) => {
             let config = load_config(&c)?;
             // What serve checks before it binds a socket, so that `config check` fails
-            // wherever `serve` would (nothing is written, no socket bound).
+            // wherever `serve` would (no setting written, no store created, no socket bound).
             for line in runtime()?.block_on(crate::server::preflight(&config))? {
                 println!("{line}");
             }
