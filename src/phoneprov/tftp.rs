@@ -15,7 +15,9 @@
 //!   retransmitted RRQ reaches the listening port, its ACKs the transfer's port. A second RRQ
 //!   from a port whose transfer is running is a retransmission and is dropped.
 //! - Lock-step: one DATA in flight; it is retransmitted when the timeout passes without its
-//!   ACK, at most [`Limits::max_retries`] times, then the transfer is abandoned. An ACK for an
+//!   ACK, at most [`Limits::max_retries`] times, then the transfer is abandoned. The first
+//!   packet (OACK or DATA 1) is never retransmitted: a peer that has acknowledged nothing gets
+//!   one packet per request, so a forged request cannot draw a stream of them. An ACK for an
 //!   earlier block is ignored rather than answered (the Sorcerer's Apprentice bug, RFC 1123
 //!   §4.2.3.1: answering duplicates doubles every later packet).
 //! - Block numbers roll over to 0 after 65535 (what tftp-hpa and most clients do) so files of
@@ -391,6 +393,8 @@ pub struct Transfer {
     /// The packet in flight, for retransmission.
     in_flight: Vec<u8>,
     retries: u32,
+    /// The peer has acknowledged something: until then nothing is retransmitted.
+    acked: bool,
     deadline: Instant,
     expires: Instant,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -451,6 +455,7 @@ impl Transfer {
             last,
             in_flight: Vec::new(),
             retries: 0,
+            acked: false,
             deadline: now + timeout,
             expires: now + limits.max_duration,
             transmits: VecDeque::new(),
@@ -519,6 +524,7 @@ impl Transfer {
                 if block != self.current as u16 {
                     return; // a duplicate (or a nonsense future block): never answered
                 }
+                self.acked = true;
                 if self.current == self.last {
                     self.finish(Outcome::Complete {
                         bytes: self.data.len(),
@@ -557,7 +563,10 @@ impl Transfer {
         if now < self.deadline {
             return;
         }
-        if self.retries >= self.max_retries {
+        // A peer that never answered gets nothing beyond its first packet: a forged source
+        // address must not turn one request into a stream of retransmissions. A real client
+        // whose first packet was lost repeats its request, which starts a new transfer.
+        if !self.acked || self.retries >= self.max_retries {
             self.finish(Outcome::TimedOut);
             return;
         }
@@ -1079,24 +1088,18 @@ mod tests {
         let limits = Limits::default();
         let mut t = Transfer::start(peer(), &read_request(&[]), file(600), &limits, t0).unwrap();
         let first = sent(&mut t);
+        assert_eq!(data_of(&first[0]).0, 1);
         // Before the deadline nothing happens.
         t.handle_timeout(t0 + Duration::from_millis(999));
         assert!(sent(&mut t).is_empty());
-        let mut now = t0;
-        for i in 1..=5 {
-            now = t.poll_timeout().unwrap();
-            assert_eq!(now, t0 + Duration::from_secs(i));
-            t.handle_timeout(now);
-            assert_eq!(sent(&mut t), first, "retransmission {i}: the same DATA");
-        }
-        // A late ACK still moves on, with a fresh retry budget.
-        t.handle_input(peer(), &ack(1), now);
+        t.handle_input(peer(), &ack(1), t0 + Duration::from_millis(500));
         let p = sent(&mut t);
         assert_eq!(data_of(&p[0]).0, 2);
+        // A peer that answered: DATA 2 is retransmitted max_retries times, then given up.
         for _ in 0..5 {
             let at = t.poll_timeout().unwrap();
             t.handle_timeout(at);
-            assert_eq!(sent(&mut t), p);
+            assert_eq!(sent(&mut t), p, "the same DATA again");
         }
         let at = t.poll_timeout().unwrap();
         t.handle_timeout(at);
@@ -1110,7 +1113,33 @@ mod tests {
     }
 
     #[test]
-    fn an_oack_is_retransmitted_too_and_the_whole_transfer_is_bounded() {
+    fn a_peer_that_never_answers_gets_one_packet() {
+        // A forged RRQ (the "peer" is a victim's address): one DATA, no retransmission.
+        let t0 = Instant::now();
+        let mut t = Transfer::start(
+            peer(),
+            &read_request(&[]),
+            file(600),
+            &Limits::default(),
+            t0,
+        )
+        .unwrap();
+        assert_eq!(sent(&mut t).len(), 1);
+        let at = t.poll_timeout().unwrap();
+        t.handle_timeout(at);
+        assert!(sent(&mut t).is_empty(), "nothing beyond the first packet");
+        assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+        assert_eq!(t.poll_timeout(), None);
+        // The same with options: the OACK once.
+        let r = read_request(&[("blksize", "100")]);
+        let mut t = Transfer::start(peer(), &r, file(600), &Limits::default(), t0).unwrap();
+        assert_eq!(sent(&mut t).len(), 1);
+        t.handle_timeout(t.poll_timeout().unwrap());
+        assert!(sent(&mut t).is_empty());
+    }
+
+    #[test]
+    fn the_whole_transfer_is_bounded() {
         let t0 = Instant::now();
         let limits = Limits {
             max_duration: Duration::from_secs(10),
@@ -1119,10 +1148,9 @@ mod tests {
         let r = read_request(&[("tsize", "0")]);
         let mut t = Transfer::start(peer(), &r, file(100_000), &limits, t0).unwrap();
         let oack = sent(&mut t);
-        t.handle_timeout(t0 + Duration::from_secs(1));
-        assert_eq!(sent(&mut t), oack);
+        assert_eq!(oack.len(), 1);
         // A client ACKing just in time every 0.9 s: cut at max_duration.
-        let mut now = t0 + Duration::from_secs(1);
+        let mut now = t0 + Duration::from_millis(900);
         t.handle_input(peer(), &ack(0), now);
         let mut block = 1u16;
         loop {
