@@ -141,6 +141,25 @@ async fn webhook_events_are_signed_ordered_and_retried() {
     assert_eq!((st.pending, st.parked, st.delivered), (0, 0, 4));
 }
 
+/// A new PostgreSQL database on the test server (`SELFPROV_TEST_POSTGRES_URL`): (admin URL,
+/// database name, its URL). Dropped by the test with `common::pg::drop_database`.
+async fn pg_database(tag: &str) -> (String, String, String) {
+    use sqlx::{Connection, PgConnection};
+    let admin_url = std::env::var("SELFPROV_TEST_POSTGRES_URL")
+        .expect("SELFPROV_TEST_POSTGRES_URL: source scripts/pg-test-env.sh first");
+    let name = format!("selfprov_{tag}{}", std::process::id());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    // Letters, digits and '_' only: safe to splice.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    let url = format!("{base}/{name}");
+    (admin_url, name, url)
+}
+
 /// Asterisk's realtime tables as its schema (contrib/ast-db-manage) defines the columns the
 /// connector writes and reads: `id` VARCHAR(40) keys, the yes/no and auth-type columns as
 /// PostgreSQL enum types, the other columns Asterisk has left out.
@@ -188,18 +207,7 @@ CREATE TABLE ps_endpoints (
 #[ignore = "needs PostgreSQL: `. scripts/pg-test-env.sh`, then `cargo test --test pbx_connectors -- --include-ignored`"]
 async fn asterisk_realtime_rows_fit_asterisks_schema() {
     use sqlx::{Connection, PgConnection};
-    let admin_url = std::env::var("SELFPROV_TEST_POSTGRES_URL")
-        .expect("SELFPROV_TEST_POSTGRES_URL: source scripts/pg-test-env.sh first");
-    let name = format!("selfprov_ast{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    // Letters, digits and '_' only: safe to splice.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    let url = format!("{base}/{name}");
+    let (admin_url, name, url) = pg_database("ast").await;
     let mut ast = PgConnection::connect(&url).await.unwrap();
     sqlx::raw_sql(ASTERISK_SCHEMA)
         .execute(&mut ast)
@@ -501,18 +509,7 @@ async fn kamailio_rows_follow_the_lines_and_sync_mends_hand_edits() {
 #[ignore = "needs PostgreSQL: `. scripts/pg-test-env.sh`, then `cargo test --test pbx_connectors -- --include-ignored`"]
 async fn kamailio_on_postgresql_gets_its_subscriber_rows() {
     use sqlx::{Connection, PgConnection};
-    let admin_url = std::env::var("SELFPROV_TEST_POSTGRES_URL")
-        .expect("SELFPROV_TEST_POSTGRES_URL: source scripts/pg-test-env.sh first");
-    let name = format!("selfprov_kam{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    // Letters, digits and '_' only: safe to splice.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    let url = format!("{base}/{name}");
+    let (admin_url, name, url) = pg_database("kam").await;
     // Kamailio's own PostgreSQL schema, as Debian's kamailio-postgres-modules ships it.
     common::kamailio::create_pg_schema(&url).await;
 
