@@ -141,6 +141,21 @@ async fn webhook_events_are_signed_ordered_and_retried() {
     assert_eq!((st.pending, st.parked, st.delivered), (0, 0, 4));
 }
 
+/// The current password of the device's line 1.
+async fn line1_password(store: &Store, d: &selfprov::store::Device) -> String {
+    let line = store
+        .get_line(d.lines[0].line_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .get_sip_endpoint(line.sip_endpoint_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .password
+}
+
 /// A new PostgreSQL database on the test server (`SELFPROV_TEST_POSTGRES_URL`): (admin URL,
 /// database name, its URL). Dropped by the test with `common::pg::drop_database`.
 async fn pg_database(tag: &str) -> (String, String, String) {
@@ -273,20 +288,8 @@ async fn asterisk_realtime_rows_fit_asterisks_schema() {
     .fetch_one(&mut ast)
     .await
     .unwrap();
-    let line = store
-        .get_line(d.lines[0].line_id.unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let sip = store
-        .get_sip_endpoint(line.sip_endpoint_id.unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        auth,
-        ("userpass".into(), "1001".into(), sip.password.clone())
-    );
+    let password = line1_password(&store, &d).await;
+    assert_eq!(auth, ("userpass".into(), "1001".into(), password.clone()));
     let aor: (i32, String) =
         sqlx::query_as("SELECT max_contacts, remove_existing::text FROM ps_aors WHERE id = '1001'")
             .fetch_one(&mut ast)
@@ -419,19 +422,7 @@ async fn kamailio_rows_follow_the_lines_and_sync_mends_hand_edits() {
     let ours: Vec<_> = rows.iter().filter(|r| r.1 == "voice.example").collect();
     assert_eq!(ours.len(), 3, "1001, 1002 and the foreign 9999: {rows:?}");
     let line_a = a.lines[0].line_id.unwrap();
-    let sip_a = store
-        .get_line(line_a)
-        .await
-        .unwrap()
-        .unwrap()
-        .sip_endpoint_id
-        .unwrap();
-    let pw = store
-        .get_sip_endpoint(sip_a)
-        .await
-        .unwrap()
-        .unwrap()
-        .password;
+    let pw = line1_password(&store, &a).await;
     let r1001 = ours.iter().find(|r| r.0 == "1001").unwrap();
     assert_eq!(r1001.2, "", "store_password = false: no plain password");
     assert_eq!(
@@ -534,23 +525,10 @@ async fn kamailio_on_postgresql_gets_its_subscriber_rows() {
             .fetch_all(&mut c)
             .await
             .unwrap();
-    let line = store
-        .get_line(d.lines[0].line_id.unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let sip = store
-        .get_sip_endpoint(line.sip_endpoint_id.unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let password = line1_password(&store, &d).await;
     assert_eq!(
         rows,
-        [(
-            "1001".to_string(),
-            "voice.example".to_string(),
-            sip.password
-        )]
+        [("1001".to_string(), "voice.example".to_string(), password)]
     );
     assert!(kam.sync(&store, true).await.unwrap().is_empty(), "in step");
     store.unbind_device(d.id, "test").await.unwrap();

@@ -1161,24 +1161,30 @@ fn tcp_connection_closed_fails_pending_bye() {
     );
 }
 
-#[test]
-fn tcp_connection_closed_makes_later_bye_open_a_new_connection() {
-    let mut ep = Endpoint::new(cfg());
-    let t0 = Instant::now();
-    let mut inv = Req::invite("z9hG4bK1", "t3");
+/// A call from 192.168.1.20:5062 over TCP connection 4, answered and ACKed; its id.
+fn established_over_tcp(ep: &mut Endpoint, t0: Instant, call_id: &str) -> CallId {
+    let mut inv = Req::invite("z9hG4bK1", call_id);
     inv.via = "SIP/2.0/TCP 192.168.1.20:5062;branch=z9hG4bK1".into();
     ep.handle_input(t0, &inv.bytes(), tcp(4));
-    drain(&mut ep);
-    let id = match &events(&mut ep)[..] {
+    drain(ep);
+    let id = match &events(ep)[..] {
         [(id, CallEvent::Incoming { .. })] => *id,
         other => panic!("{other:?}"),
     };
     ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
-    let tag = to_tag(&resp(&drain(&mut ep)[0])).unwrap();
-    let mut ack = Req::new("ACK", "z9hG4bKa", "t3");
+    let tag = to_tag(&resp(&drain(ep)[0])).unwrap();
+    let mut ack = Req::new("ACK", "z9hG4bKa", call_id);
     ack.to_tag = Some(&tag);
     ep.handle_input(t0, &ack.bytes(), tcp(4));
-    events(&mut ep);
+    events(ep);
+    id
+}
+
+#[test]
+fn tcp_connection_closed_makes_later_bye_open_a_new_connection() {
+    let mut ep = Endpoint::new(cfg());
+    let t0 = Instant::now();
+    let id = established_over_tcp(&mut ep, t0, "t3");
     ep.connection_closed(4);
     ep.hangup(t0, id);
     let out = drain(&mut ep);
@@ -1872,20 +1878,7 @@ fn a_tcp_via_alias_offers_the_connection() {
 fn a_bye_whose_connection_cannot_be_opened_ends_the_call_at_once() {
     let mut ep = Endpoint::new(cfg());
     let t0 = Instant::now();
-    let mut inv = Req::invite("z9hG4bK1", "cf1");
-    inv.via = "SIP/2.0/TCP 192.168.1.20:5062;branch=z9hG4bK1".into();
-    ep.handle_input(t0, &inv.bytes(), tcp(4));
-    drain(&mut ep);
-    let id = match &events(&mut ep)[..] {
-        [(id, CallEvent::Incoming { .. })] => *id,
-        other => panic!("{other:?}"),
-    };
-    ep.accept(t0, id, Bytes::from_static(ANSWER.as_bytes()));
-    let tag = to_tag(&resp(&drain(&mut ep)[0])).unwrap();
-    let mut ack = Req::new("ACK", "z9hG4bKa", "cf1");
-    ack.to_tag = Some(&tag);
-    ep.handle_input(t0, &ack.bytes(), tcp(4));
-    events(&mut ep);
+    let id = established_over_tcp(&mut ep, t0, "cf1");
     ep.connection_closed(4);
     ep.hangup(t0, id);
     assert_eq!(drain(&mut ep).len(), 1);
