@@ -1237,6 +1237,14 @@ fn wrong_invite_credentials_get_407_then_403_after_three_failures() {
     assert_eq!(ep.call_count(), 0);
 }
 
+/// The account of the one call the endpoint reports (`None`: a caller without account).
+fn incoming_account(ep: &mut Endpoint) -> Option<i64> {
+    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
+        [(_, CallEvent::Incoming { account, .. })] => *account,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn invite_from_unregistered_source_is_unchanged() {
     let mut ep = endpoint();
@@ -1246,10 +1254,7 @@ fn invite_from_unregistered_source_is_unchanged() {
     other.peer.addr = "198.51.100.99:5062".parse().unwrap();
     ep.handle_input(now, &other.invite("7000", "call-5@x", None), other.peer);
     assert_eq!(one_response(&mut ep).status, 100);
-    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(incoming_account(&mut ep), None);
 }
 
 #[test]
@@ -1649,10 +1654,7 @@ fn a_proxy_registering_phones_is_not_a_registered_source() {
     let msg = via_proxy(p.invite("7000", "px-1@192.168.1.20", None), 4, "");
     ep.handle_input(now, &msg, proxy_peer());
     assert_eq!(one_response(&mut ep).status, 100);
-    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(incoming_account(&mut ep), None);
 }
 
 #[test]
@@ -1664,10 +1666,7 @@ fn a_trusted_proxys_asserted_identity_names_the_account() {
     let msg = via_proxy(p.invite("7000", "pai-1@192.168.1.20", None), 4, pai);
     ep.handle_input(now, &msg, proxy_peer());
     assert_eq!(one_response(&mut ep).status, 100, "not challenged");
-    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, Some(1)),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(incoming_account(&mut ep), Some(1));
     // The guest rule holds for an asserted guest too.
     let msg = via_proxy(p.invite("5555", "pai-2@192.168.1.20", None), 5, pai);
     ep.handle_input(now, &msg, proxy_peer());
@@ -1677,19 +1676,13 @@ fn a_trusted_proxys_asserted_identity_names_the_account() {
     let msg = via_proxy(p.invite("7000", "pai-3@192.168.1.20", None), 6, other);
     ep.handle_input(now, &msg, proxy_peer());
     assert_eq!(one_response(&mut ep).status, 100);
-    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(incoming_account(&mut ep), None);
     // A malformed one is ignored, not fatal.
     let bad = "P-Asserted-Identity: <sip:8001@10.0.0.2\r\n";
     let msg = via_proxy(p.invite("7000", "pai-4@192.168.1.20", None), 7, bad);
     ep.handle_input(now, &msg, proxy_peer());
     assert_eq!(one_response(&mut ep).status, 100);
-    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(incoming_account(&mut ep), None);
 }
 
 #[test]
@@ -1791,10 +1784,7 @@ fn an_asserted_number_whose_binding_expired_names_no_account() {
     let msg = via_proxy(p.invite("7000", "pai-x@192.168.1.20", None), 9, pai);
     ep.handle_input(later, &msg, proxy_peer());
     assert_eq!(one_response(&mut ep).status, 100);
-    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, None),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(incoming_account(&mut ep), None);
 }
 
 #[test]
@@ -1818,8 +1808,5 @@ fn a_line_account_asserted_by_a_trusted_proxy_is_the_calls_account() {
     let msg = via_proxy(caller.invite("7000", "pai-l@192.168.1.20", None), 3, pai);
     ep.handle_input(now, &msg, proxy_peer());
     assert_eq!(one_response(&mut ep).status, 100);
-    match &std::iter::from_fn(|| ep.poll_event()).collect::<Vec<_>>()[..] {
-        [(_, CallEvent::Incoming { account, .. })] => assert_eq!(*account, Some(3)),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(incoming_account(&mut ep), Some(3));
 }
